@@ -1,0 +1,37 @@
+# amlwh — see README.md. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_STREAM := samples/demo-stream.ndjson.gz
+
+.PHONY: install demo test test-unit bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The main job on local defaults (config.toml): backfill the bundled sample
+# stream into ./warehouse and print the headline views. Running it again
+# shows every event skipped as a duplicate and the same views.
+demo: install
+	$(BIN)/amlwh backfill files $(DEMO_STREAM)
+	@echo; echo "== run_durations"; $(BIN)/amlwh query "SELECT * FROM run_durations ORDER BY experiment_name, run_type"
+	@echo; echo "== failure_rates (last 7 days in the stream)"; $(BIN)/amlwh query "SELECT * FROM failure_rates ORDER BY day DESC, experiment_name LIMIT 21"
+	@echo; echo "== dead_letters by reason"; $(BIN)/amlwh query "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: install
+	$(BIN)/python bench/bench_backfill.py
+
+clean:
+	rm -rf $(VENV) .tools .stack warehouse bench/out .pytest_cache .hypothesis

@@ -1,0 +1,169 @@
+"""`amlwh`: the command line. Configuration errors end with a message, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from consumer.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("amlwh")
+DEFAULT_CONFIG = Path("config.toml")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _rules(settings: Settings):
+    from transforms.decode import DecodeRules
+
+    return DecodeRules.build(list(settings.filter.workspaces), list(settings.filter.event_types))
+
+
+def _warehouse(settings: Settings):
+    from consumer.warehouse import ParquetWarehouse
+
+    compression = settings.warehouse.compression
+    return ParquetWarehouse(
+        settings.warehouse.path, compression="none" if compression == "none" else compression,
+        now_us=_now_us,
+    )
+
+
+def cmd_backfill_files(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.backfill import backfill_files
+
+    def progress(summary, path) -> None:
+        rate = summary.bodies / summary.seconds if summary.seconds else 0.0
+        print(
+            f"  {path.name}: {summary.bodies:,} bodies, {summary.events_written:,} events "
+            f"committed, {rate:,.0f} bodies/s",
+            file=sys.stderr,
+        )
+
+    batch_rows = args.batch_rows or settings.backfill.batch_rows
+    summary = backfill_files(
+        [Path(p) for p in args.paths], _warehouse(settings), _rules(settings),
+        batch_rows=batch_rows, now_us=_now_us, progress=None if args.quiet else progress,
+    )
+    rate = summary.bodies / summary.seconds if summary.seconds else 0.0
+    print(
+        f"backfill done: {summary.files} file(s), {summary.bodies:,} bodies in "
+        f"{summary.seconds:.1f}s ({rate:,.0f}/s)\n"
+        f"  events written:      {summary.events_written:,}\n"
+        f"  duplicates skipped:  {summary.duplicates_skipped:,}\n"
+        f"  ignored:             {summary.ignored:,}\n"
+        f"  dead-lettered:       {summary.dead_lettered:,}\n"
+        f"  warehouse:           {settings.warehouse.path}"
+    )
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.query import connect, format_csv, format_json, format_table, run_query
+
+    con = connect(settings.warehouse.path)
+    try:
+        columns, rows = run_query(con, args.sql)
+    finally:
+        con.close()
+    formatter = {"table": format_table, "csv": format_csv, "json": format_json}[args.format]
+    sys.stdout.write(formatter(columns, rows).rstrip("\n") + "\n")
+    return 0
+
+
+def cmd_views(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.query import connect, describe_views
+
+    con = connect(settings.warehouse.path)
+    try:
+        described = describe_views(con)
+    finally:
+        con.close()
+    for schema, name, columns in described:
+        if schema == "store" and not args.all:
+            continue
+        label = name if schema == "main" else f"{schema}.{name}"
+        print(label)
+        for column, dtype in columns:
+            print(f"    {column:<24} {dtype}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amlwh",
+        description="Azure ML events warehouse: Event Hubs -> Parquet, queried with DuckDB.",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None,
+        help="TOML settings file (default ./config.toml if present); env AMLWH_* overrides it",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    backfill = commands.add_parser("backfill", help="load stored event bodies into the warehouse")
+    sources = backfill.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    files = sources.add_parser(
+        "files", help="NDJSON (.ndjson/.jsonl, one body per line) or .json files, .gz allowed",
+        description="Each line of an .ndjson/.jsonl file is one message body; a .json file is "
+        "one body. Directories are searched recursively. Already stored events are skipped.",
+    )
+    files.add_argument("paths", nargs="+", metavar="PATH")
+    files.add_argument("--batch-rows", type=int, default=None, help="rows per Parquet commit")
+    files.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    files.set_defaults(handler=cmd_backfill_files)
+
+    query = commands.add_parser(
+        "query", help="run a read-only SQL query over the views",
+        description="Runs one read-only statement (SELECT/EXPLAIN) against the views; "
+        "`amlwh views` lists them. Statements that would write are refused.",
+    )
+    query.add_argument("sql", metavar="SQL")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.set_defaults(handler=cmd_query)
+
+    views = commands.add_parser("views", help="list the views and their columns")
+    views.add_argument("--all", action="store_true", help="also list the stored tables (store.*)")
+    views.set_defaults(handler=cmd_views)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from consumer.backfill import BackfillInputError
+    from consumer.query import QueryRefused
+    from consumer.warehouse import WarehouseWriteError
+
+    try:
+        config_path = args.config if args.config is not None else DEFAULT_CONFIG
+        settings = load_settings(config_path, required=args.config is not None)
+        return args.handler(args, settings)
+    except ConfigError as exc:
+        print(f"amlwh: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (QueryRefused, BackfillInputError) as exc:
+        print(f"amlwh: {exc}", file=sys.stderr)
+        return 2
+    except WarehouseWriteError as exc:
+        print(f"amlwh: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("amlwh: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # duckdb errors in user SQL are the common case here
+        import duckdb
+
+        if isinstance(exc, duckdb.Error):
+            print(f"amlwh: query failed: {exc}", file=sys.stderr)
+            return 1
+        raise

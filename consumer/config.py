@@ -1,0 +1,125 @@
+"""The one settings object: config.toml, overridden by AMLWH_* environment variables.
+
+Loaded once at the edge (the CLI) and passed down; transforms get plain values.
+Nested keys use a double underscore in env names: [warehouse] path is
+AMLWH_WAREHOUSE__PATH. Secrets (connection strings) are SecretStr so they never
+print, and are meant to come from env or Azure credentials, not the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import TomlConfigSettingsSource
+
+from transforms.records import AML_EVENT_TYPES
+
+_SECTION = ConfigDict(extra="forbid", frozen=True)
+
+
+class WarehouseSettings(BaseModel):
+    model_config = _SECTION
+    path: Path = Path("./warehouse")
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
+class FilterSettings(BaseModel):
+    model_config = _SECTION
+    workspaces: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = AML_EVENT_TYPES
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {t.lower(): t for t in AML_EVENT_TYPES}
+        unknown = [t for t in value if t.lower() not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown event type(s) {unknown}; choose from {list(AML_EVENT_TYPES)}"
+            )
+        return tuple(known[t.lower()] for t in value)
+
+
+class BackfillSettings(BaseModel):
+    model_config = _SECTION
+    batch_rows: int = Field(100_000, gt=0, description="rows buffered before each commit")
+
+
+class EventHubSettings(BaseModel):
+    model_config = _SECTION
+    connection_string: SecretStr | None = None
+    fully_qualified_namespace: str | None = None
+    name: str | None = None
+    consumer_group: str = "$Default"
+
+
+class CheckpointSettings(BaseModel):
+    model_config = _SECTION
+    connection_string: SecretStr | None = None
+    account_url: str | None = None
+    container: str = "checkpoints"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AMLWH_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+    warehouse: WarehouseSettings = WarehouseSettings()
+    filter: FilterSettings = FilterSettings()
+    backfill: BackfillSettings = BackfillSettings()
+    eventhub: EventHubSettings = EventHubSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
+
+
+class ConfigError(Exception):
+    """A configuration mistake, worded for the operator."""
+
+
+def _env_name(loc: tuple) -> str:
+    return "AMLWH_" + "__".join(str(p).upper() for p in loc)
+
+
+def load_settings(path: Path | None, *, required: bool = False) -> Settings:
+    """Read `path` (TOML) and the environment. A missing default file means defaults."""
+    toml_path = Path(path) if path is not None else None
+    if toml_path is not None and not toml_path.exists():
+        if required:
+            raise ConfigError(
+                f"config file {toml_path} does not exist. Pass an existing file with "
+                "--config, or omit --config to use ./config.toml or the defaults."
+            )
+        toml_path = None
+    if toml_path is not None:
+        try:
+            tomllib.loads(toml_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml_path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {toml_path}: {exc.strerror}") from None
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            return tuple(sources)
+
+    try:
+        return _FromFile()
+    except ValidationError as exc:
+        where = str(toml_path) if toml_path else "the defaults"
+        lines = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            section = f"[{loc[0]}] {'.'.join(map(str, loc[1:]))}" if len(loc) > 1 else str(loc[0])
+            lines.append(f"  {section}: {err['msg']} (set in {where} or env {_env_name(loc)})")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

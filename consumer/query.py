@@ -1,0 +1,141 @@
+"""Read-side DuckDB connections over the Parquet warehouse, with the views.
+
+Each connection is in-memory: the stored tables are views over the Parquet
+files (schema `store`), resolved at every query, so files committed while the
+connection is open are seen by the next statement. Views come from sql/views.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+
+from consumer.sqlfiles import PARTITION_COLUMN, table_ddl, view_sql
+
+# Statement types a query may run: nothing that writes files or changes state.
+_READ_ONLY = {
+    duckdb.StatementType.SELECT,
+    duckdb.StatementType.EXPLAIN,
+}
+
+
+class QueryRefused(ValueError):
+    """The statement would write, or is not a single read-only statement."""
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection exposing store.<table> and the public views."""
+    warehouse = Path(warehouse)
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE SCHEMA store")
+    for name, ddl in table_ddl().items():
+        folder = warehouse / name
+        if any(folder.glob("*/*.parquet")):
+            pattern = _sql_string(str(folder / "*" / "*.parquet"))
+            con.execute(
+                f"CREATE VIEW store.{name} AS SELECT * FROM read_parquet({pattern}, "
+                f"hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': DATE}}, "
+                f"union_by_name = true)"
+            )
+        else:  # nothing stored yet: an empty table with the same columns
+            con.execute("SET schema = 'store'")
+            con.execute(ddl)
+            con.execute("SET schema = 'main'")
+    for _, sql in view_sql():
+        con.execute(sql)
+    return con
+
+
+def check_read_only(sql: str) -> None:
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryRefused(f"the query does not parse: {exc}") from None
+    if not statements:
+        raise QueryRefused("the query is empty")
+    for statement in statements:
+        if statement.type not in _READ_ONLY:
+            kind = statement.type.name
+            raise QueryRefused(
+                f"refused: amlwh query is read-only and this is a {kind} statement. "
+                "Use SELECT (or EXPLAIN); to export, use --format csv/json and redirect."
+            )
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple]]:
+    check_read_only(sql)
+    relation = con.execute(sql)
+    columns = [d[0] for d in relation.description] if relation.description else []
+    return columns, relation.fetchall()
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+            return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    return value
+
+
+def format_json(columns: list[str], rows: list[tuple]) -> str:
+    records = [{c: _iso(v) for c, v in zip(columns, row)} for row in rows]
+    return orjson.dumps(records, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
+def format_csv(columns: list[str], rows: list[tuple]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else _iso(v) for v in row])
+    return out.getvalue()
+
+
+def format_table(columns: list[str], rows: list[tuple], max_width: int = 48) -> str:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "NULL"
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        text = str(_iso(value))
+        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = "+".join("-" * (w + 2) for w in widths)
+    out = [" | ".join(c.ljust(w) for c, w in zip(columns, widths)), line]
+    out += [" | ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(out)
+
+
+def describe_views(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(schema, view, [(column, type)]) for the public views and stored tables."""
+    rows = con.execute(
+        "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = 'memory' AND schema_name IN ('main', 'store') "
+        "ORDER BY schema_name, table_name, column_index"
+    ).fetchall()
+    grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for schema, table, column, dtype in rows:
+        grouped.setdefault((schema, table), []).append((column, dtype))
+    return [(s, t, cols) for (s, t), cols in grouped.items()]

@@ -1,0 +1,167 @@
+"""Decoded events -> rows of the warehouse tables (pure; `ingested_us` is injected).
+
+Rows are tuples in the column order of `TABLE_COLUMNS`; the writer turns them
+into Arrow columns typed by the DDL in sql/tables/*.sql (a unit test keeps the
+two in step). Every row starts with `dedupe_key`, ends with the coordinates of
+the message it came from and its `event_date` partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import orjson
+
+from transforms.models import DriftData, ModelDeployedData, ModelRegisteredData, RunData, parse_model_ids
+from transforms.records import RUN_COMPLETED, AmlEvent, DecodeResult, Origin
+from transforms.status import STATUS_RANK, normalize_status
+from transforms.timeparse import utc_day_of
+
+COORD_COLUMNS = (
+    "source_kind", "hub", "partition_id", "partition_offset", "sequence_number",
+    "enqueued_at", "source_file", "source_line", "batch_index", "ingested_at",
+)
+_EVENT_HEAD = ("dedupe_key", "workspace", "workspace_name", "event_id")
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "raw_events": _EVENT_HEAD + (
+        "event_type", "schema_kind", "subject", "event_time", "time_source", "data_version",
+        "quirks", "late", "payload",
+    ),
+    "run_events": _EVENT_HEAD + (
+        "event_type", "subject", "event_time", "run_id", "experiment_id", "experiment_name",
+        "run_type", "status", "status_raw", "status_rank", "parent_run_id",
+        "published_pipeline_id", "compute_target_type", "step_type", "run_tags",
+        "run_properties",
+    ),
+    "model_registrations": _EVENT_HEAD + (
+        "subject", "event_time", "model_name", "model_version", "model_tags", "model_properties",
+    ),
+    "model_deployments": _EVENT_HEAD + (
+        "subject", "event_time", "service_name", "compute_type", "model_ordinal", "model_name",
+        "model_version", "model_ids", "service_tags", "service_properties",
+    ),
+    "drift_detections": _EVENT_HEAD + (
+        "subject", "event_time", "monitor_id", "monitor_name", "run_id", "base_dataset_id",
+        "target_dataset_id", "coefficient", "window_start", "window_end",
+    ),
+    "dead_letters": ("dedupe_key", "reason", "error", "payload", "payload_text"),
+    "ignored_events": (
+        "dedupe_key", "reason", "detail", "event_id", "event_type", "workspace", "subject",
+        "event_time",
+    ),
+}
+TABLE_COLUMNS = {name: cols + COORD_COLUMNS + ("event_date",) for name, cols in TABLE_COLUMNS.items()}
+EVENT_TABLES = ("run_events", "model_registrations", "model_deployments", "drift_detections")
+
+
+def _json(value: dict[str, Any]) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _first(key: str, *maps: dict[str, Any]) -> str | None:
+    for m in maps:
+        value = m.get(key)
+        if value is not None:
+            return value if isinstance(value, str) else str(value)
+    return None
+
+
+def _coords(origin: Origin, index: int | None, ingested_us: int) -> tuple:
+    return (
+        origin.source_kind, origin.hub, origin.partition_id, origin.offset,
+        origin.sequence_number, origin.enqueued_us, origin.file, origin.line, index, ingested_us,
+    )
+
+
+class TableRows:
+    """Rows per table for one batch of decoded bodies."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple]] = {name: [] for name in TABLE_COLUMNS}
+        # owners[table][i] = index in rows["raw_events"] of the event that fact row i
+        # came from: the writer keeps a fact row exactly when it keeps that raw row.
+        self.owners: dict[str, list[int]] = {name: [] for name in EVENT_TABLES}
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+    def add(self, result: DecodeResult, ingested_us: int) -> None:
+        for event in result.events:
+            self.add_event(event, ingested_us)
+        for dead in result.dead_letters:
+            date = utc_day_of(dead.origin.enqueued_us or ingested_us)
+            try:
+                text = dead.payload.decode()
+            except UnicodeDecodeError:
+                text = None
+            self.rows["dead_letters"].append(
+                (dead.key, dead.reason, dead.error, dead.payload, text)
+                + _coords(dead.origin, dead.index, ingested_us) + (date,)
+            )
+        for ign in result.ignored:
+            when = ign.event_time_us or ign.origin.enqueued_us or ingested_us
+            self.rows["ignored_events"].append(
+                (ign.key, ign.reason, ign.detail, ign.event_id, ign.event_type, ign.workspace,
+                 ign.subject, ign.event_time_us)
+                + _coords(ign.origin, ign.index, ingested_us) + (utc_day_of(when),)
+            )
+
+    def add_event(self, event: AmlEvent, ingested_us: int) -> None:
+        env, data = event.envelope, event.data
+        key = env.key
+        head = (key, env.workspace, env.workspace_name, env.event_id)
+        tail = _coords(event.origin, event.index, ingested_us) + (utc_day_of(env.event_time_us),)
+        owner = len(self.rows["raw_events"])
+        if isinstance(data, RunData):
+            self._fact("run_events", owner, head + self._run(env.event_type, env, data) + tail)
+        elif isinstance(data, ModelRegisteredData):
+            self._fact("model_registrations", owner,
+                head + (env.subject, env.event_time_us, data.model_name, data.model_version,
+                        _json(data.model_tags), _json(data.model_properties)) + tail
+            )
+        elif isinstance(data, ModelDeployedData):
+            models: Iterable[tuple[str | None, str | None]] = parse_model_ids(data.model_ids) or [
+                (None, None)  # a deployment without model ids still shows as one row
+            ]
+            tags, props = _json(data.service_tags), _json(data.service_properties)
+            for ordinal, (name, version) in enumerate(models):
+                self._fact("model_deployments", owner,
+                    head + (env.subject, env.event_time_us, data.service_name,
+                            data.service_compute_type, ordinal, name, version, data.model_ids,
+                            tags, props) + tail
+                )
+        elif isinstance(data, DriftData):
+            self._fact("drift_detections", owner,
+                head + (env.subject, env.event_time_us, data.data_drift_id, data.data_drift_name,
+                        data.run_id, data.base_dataset_id, data.target_dataset_id,
+                        data.drift_coefficient, data.start_time, data.end_time) + tail
+            )
+        self.rows["raw_events"].append(
+            head + (env.event_type, env.schema, env.subject, env.event_time_us, env.time_source,
+                    env.data_version, ",".join(env.quirks) or None, event.late,
+                    event.payload.decode()) + tail
+        )
+
+    def _fact(self, table: str, owner: int, row: tuple) -> None:
+        self.rows[table].append(row)
+        self.owners[table].append(owner)
+
+    @staticmethod
+    def _run(event_type: str, env: Any, data: RunData) -> tuple:
+        if data.run_status is not None:
+            status, _ = normalize_status(data.run_status)
+            if event_type == RUN_COMPLETED and status != "Completed":
+                env.quirks.append("run_completed_with_status")
+        else:  # RunCompleted carries no runStatus: it means Completed
+            status = "Completed"
+        tags, props = data.run_tags, data.run_properties
+        return (
+            event_type, env.subject, env.event_time_us, data.run_id, data.experiment_id,
+            data.experiment_name, data.run_type, status, data.run_status, STATUS_RANK[status],
+            _first("azureml.pipelinerunid", tags, props),
+            _first("azureml.pipelineid", props, tags),
+            _first("computeTargetType", props, tags),
+            _first("stepType", props, tags),
+            _json(tags), _json(props),
+        )
+
