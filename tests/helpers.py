@@ -1,0 +1,81 @@
+"""Small helpers shared by tests (no test logic here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transforms.decode import DecodeRules, decode_body
+from transforms.records import Origin
+from transforms.rows import TABLE_COLUMNS, TableRows
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "samples"
+INGESTED_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def as_dicts(rows: TableRows) -> dict[str, list[dict]]:
+    return {
+        name: [dict(zip(TABLE_COLUMNS[name], row)) for row in table_rows]
+        for name, table_rows in rows.rows.items()
+    }
+
+
+def decode_to_rows(body: bytes, origin: Origin | None = None, rules: DecodeRules | None = None):
+    origin = origin or Origin("file", file="test.ndjson", line=1)
+    result = decode_body(body, origin, rules or DecodeRules())
+    rows = TableRows()
+    rows.add(result, INGESTED_US)
+    return result, as_dicts(rows)
+
+
+WS = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
+      "Microsoft.MachineLearningServices/workspaces/prod-ws")
+RSC = "Microsoft.MachineLearningServices.RunStatusChanged"
+RC = "Microsoft.MachineLearningServices.RunCompleted"
+
+
+def run_event(run_id: str, status: str | None, time: str, *, event_id: str | None = None,
+              event_type: str = RSC, experiment: str = "exp", run_type: str | None = None,
+              tags: dict | None = None, props: dict | None = None, workspace: str = WS) -> bytes:
+    import orjson
+
+    data = {"experimentId": "e-" + experiment, "experimentName": experiment, "runId": run_id,
+            "runType": run_type, "runTags": tags or {}, "runProperties": props or {}}
+    if status is not None:
+        data["runStatus"] = status
+    return orjson.dumps({
+        "topic": workspace, "subject": f"experiments/e/runs/{run_id}", "eventType": event_type,
+        "eventTime": time, "id": event_id or f"{run_id}-{status}-{time}", "data": data,
+        "dataVersion": "2",
+    })
+
+
+def rows_for(bodies: list[bytes], rules: DecodeRules | None = None) -> TableRows:
+    rows = TableRows()
+    for line, raw in enumerate(bodies, start=1):
+        rows.add(decode_body(raw, Origin("file", file="t.ndjson", line=line), rules or DecodeRules()),
+                 INGESTED_US)
+    return rows
+
+
+def memory_views(rows: TableRows):
+    """An in-memory DuckDB with the stored tables filled from `rows` and the views created."""
+    import tempfile
+
+    import pyarrow as pa
+
+    from consumer.query import connect
+    from consumer.sqlfiles import table_schemas
+
+    con = connect(Path(tempfile.mkdtemp(prefix="amlwh-empty-")))  # no files: empty store tables
+    for name, schema in table_schemas().items():
+        table_rows = rows.rows[name]
+        if not table_rows:
+            continue
+        columns = list(zip(*table_rows))
+        arrays = [pa.array(columns[i], type=f.type) for i, f in enumerate(schema)]
+        arrays.append(pa.array(columns[-1], type=pa.date32()))
+        arrow = pa.Table.from_arrays(arrays, names=list(schema.names) + ["event_date"])
+        con.register("incoming", arrow)
+        con.execute(f"INSERT INTO store.{name} SELECT * FROM incoming")
+        con.unregister("incoming")
+    return con
