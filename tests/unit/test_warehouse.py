@@ -1,0 +1,70 @@
+"""The Parquet sink: atomic commits, dedupe against stored keys, clear write errors."""
+
+from __future__ import annotations
+
+import errno
+
+import pyarrow.parquet as pq
+import pytest
+
+from consumer.sqlfiles import table_schemas
+from consumer.warehouse import ParquetWarehouse, WarehouseWriteError
+from tests.helpers import rows_for, run_event
+from transforms.rows import TABLE_COLUMNS
+
+
+def test_ddl_and_row_builder_agree_on_every_table():
+    for name, schema in table_schemas().items():
+        assert tuple(schema.names) + ("event_date",) == TABLE_COLUMNS[name]
+
+
+def test_flush_commits_and_second_writer_skips_stored_events(tmp_path):
+    bodies = [run_event("r1", "Running", "2025-01-01T00:00:00Z"),
+              run_event("r1", "Completed", "2025-01-02T00:00:00Z")]
+    first = ParquetWarehouse(tmp_path)
+    first.write(rows_for(bodies + bodies[:1]))
+    stats = first.flush()
+    assert stats.rows["raw_events"] == 2 and stats.duplicates["raw_events"] == 1
+    assert stats.rows["run_events"] == 2 and stats.duplicates["run_events"] == 1
+    # a new process knows only what is on disk
+    second = ParquetWarehouse(tmp_path)
+    second.write(rows_for(bodies + [run_event("r2", "Running", "2025-01-02T00:00:00Z")]))
+    stats = second.flush()
+    assert stats.rows["raw_events"] == 1 and stats.duplicates["raw_events"] == 2
+    assert sorted(p.parent.name for p in stats.files) == ["event_date=2025-01-02", "event_date=2025-01-02"]
+    for file in tmp_path.rglob("*.parquet"):
+        assert pq.read_metadata(file).num_rows >= 1
+
+
+def test_failed_write_leaves_no_partial_file_keeps_rows_and_explains(tmp_path, monkeypatch):
+    sink = ParquetWarehouse(tmp_path)
+    sink.write(rows_for([run_event("r1", "Running", "2025-01-01T00:00:00Z")]))
+
+    def disk_full(table, where, **kwargs):
+        where.write(b"PAR1 partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path))
+
+    monkeypatch.setattr(pq, "write_table", disk_full)
+    with pytest.raises(WarehouseWriteError, match="the disk is full") as info:
+        sink.flush()
+    assert "Nothing from this flush was acknowledged" in str(info.value)
+    assert list(tmp_path.rglob("*.parquet")) == [] and list(tmp_path.rglob(".*.tmp")) == []
+    assert sink.pending_rows == 2  # still buffered: a retry can commit them
+    monkeypatch.undo()
+    assert sink.flush().rows["raw_events"] == 1
+
+
+def test_fact_rows_follow_their_own_raw_row_when_ids_collide_across_types(tmp_path):
+    import orjson
+
+    ws = "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w"
+    same_id = [
+        run_event("r1", "Running", "2025-01-01T00:00:00Z", event_id="dup", workspace=ws),
+        orjson.dumps({"topic": ws, "id": "dup", "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
+                      "eventTime": "2025-01-01T00:00:00Z", "data": {"modelName": "m", "modelVersion": "1"}}),
+    ]
+    sink = ParquetWarehouse(tmp_path)
+    sink.write(rows_for(same_id))
+    stats = sink.flush()
+    assert stats.rows["raw_events"] == 1 and stats.rows["run_events"] == 1
+    assert stats.rows["model_registrations"] == 0
