@@ -4,16 +4,31 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STREAM := samples/demo-stream.ndjson.gz
+AZURITE_VERSION := 3.35.0
+AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
 
-.PHONY: install demo test test-unit bench clean
+.PHONY: install demo test test-unit bench stack-up stack-down clean
 
-install: $(STAMP)
+# Python packages into .venv, Azurite (blob service, for checkpoints) from npm into .tools/.
+install: $(STAMP) $(AZURITE)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+$(AZURITE):
+	npm install --no-audit --no-fund --loglevel=error --prefix .tools/azurite azurite@$(AZURITE_VERSION)
+	test -x $(AZURITE)
+
+# The local hub and Azurite in the background on free loopback ports; their
+# connection strings land in .stack/env (source it, then run amlwh).
+stack-up: install
+	$(BIN)/python -m tests.stack up --dir .stack
+
+stack-down:
+	$(BIN)/python -m tests.stack down --dir .stack
 
 # The main job on local defaults (config.toml): backfill the bundled sample
 # stream into ./warehouse and print the headline views. Running it again
@@ -32,6 +47,7 @@ test-unit: install
 
 bench: install
 	$(BIN)/python bench/bench_backfill.py
+	$(BIN)/python bench/bench_hub.py
 
 clean:
 	rm -rf $(VENV) .tools .stack warehouse bench/out .pytest_cache .hypothesis

@@ -63,6 +63,22 @@ def cmd_backfill_files(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.eventhub import eventhub_name
+    from consumer.publish import publish
+
+    hub = eventhub_name(settings.eventhub)
+    summary = publish([Path(p) for p in args.paths], settings.eventhub,
+                      key_by_subject=args.partition_key == "subject")
+    print(f"published {summary.sent:,} event(s) to {hub}"
+          + (f" ({summary.keyed:,} keyed by subject)" if args.partition_key == "subject" else ""))
+    if summary.failed:
+        print(f"amlwh: {summary.failed:,} event(s) were not sent; first error: {summary.first_error}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.query import connect, format_csv, format_json, format_table, run_query
 
@@ -118,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     files.set_defaults(handler=cmd_backfill_files)
 
+    publish = commands.add_parser(
+        "publish", help="send each line of NDJSON files as one event to the configured hub",
+        description="Sends each line (one message body) with the azure-eventhub producer to the "
+        "hub named by [eventhub] (AMLWH_EVENTHUB__CONNECTION_STRING / __NAME). For demos, tests "
+        "and replaying dumps into staging hubs.",
+    )
+    publish.add_argument("paths", nargs="+", metavar="PATH")
+    publish.add_argument(
+        "--partition-key", choices=("none", "subject"), default="none",
+        help="'subject': key each event by its subject so one run's events share a partition",
+    )
+    publish.set_defaults(handler=cmd_publish)
+
     query = commands.add_parser(
         "query", help="run a read-only SQL query over the views",
         description="Runs one read-only statement (SELECT/EXPLAIN) against the views; "
@@ -140,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The Azure SDKs log every link and retry at INFO; keep their warnings only.
+    for noisy in ("azure", "uamqp"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     from consumer.backfill import BackfillInputError
     from consumer.query import QueryRefused
     from consumer.warehouse import WarehouseWriteError
@@ -160,10 +192,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("amlwh: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # duckdb errors in user SQL are the common case here
-        import duckdb
+    except Exception as exc:
+        message = _explain_library_error(exc)
+        if message is None:
+            raise
+        print(f"amlwh: {message}", file=sys.stderr)
+        return 1
 
-        if isinstance(exc, duckdb.Error):
-            print(f"amlwh: query failed: {exc}", file=sys.stderr)
-            return 1
-        raise
+
+def _explain_library_error(exc: Exception) -> str | None:
+    """Operator wording for errors of the libraries we drive; None for real bugs."""
+    import duckdb
+    from azure.eventhub.exceptions import AuthenticationError, EventHubError
+
+    if isinstance(exc, duckdb.Error):  # mistakes in user SQL are the common case
+        return f"query failed: {exc}"
+    if isinstance(exc, AuthenticationError):
+        return ("Event Hubs rejected the credentials (check the SAS key name and key in "
+                f"AMLWH_EVENTHUB__CONNECTION_STRING, or the identity's role): {exc}")
+    if isinstance(exc, EventHubError):
+        return (f"Event Hubs error: {exc}. Check the namespace, the hub name and the network "
+                "path to it, then retry.")
+    return None
