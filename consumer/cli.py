@@ -49,11 +49,12 @@ def cmd_backfill_files(args: argparse.Namespace, settings: Settings) -> int:
     summary = backfill_files(
         [Path(p) for p in args.paths], _warehouse(settings), _rules(settings),
         batch_rows=batch_rows, now_us=_now_us, progress=None if args.quiet else progress,
+        workers=args.workers if args.workers is not None else settings.backfill.workers,
     )
     rate = summary.bodies / summary.seconds if summary.seconds else 0.0
     print(
         f"backfill done: {summary.files} file(s), {summary.bodies:,} bodies in "
-        f"{summary.seconds:.1f}s ({rate:,.0f}/s)\n"
+        f"{summary.seconds:.1f}s ({rate:,.0f}/s, {summary.workers} decode process(es))\n"
         f"  events written:      {summary.events_written:,}\n"
         f"  duplicates skipped:  {summary.duplicates_skipped:,}\n"
         f"  ignored:             {summary.ignored:,}\n"
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     files.add_argument("paths", nargs="+", metavar="PATH")
     files.add_argument("--batch-rows", type=int, default=None, help="rows per Parquet commit")
+    files.add_argument("--workers", type=int, default=None,
+                       help="decode processes (default [backfill] workers; 0 = one per core for large inputs)")
     files.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     files.set_defaults(handler=cmd_backfill_files)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,9 +20,11 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from consumer.sqlfiles import PARTITION_COLUMN, table_schemas
+from consumer.batch import OWNER_COLUMN, ArrowBatch, to_arrow
+from consumer.sqlfiles import PARTITION_COLUMN
 from transforms.rows import EVENT_TABLES, TABLE_COLUMNS, TableRows
 from transforms.timeparse import date_of_day
 
@@ -61,76 +62,84 @@ class ParquetWarehouse:
         self.compression = compression
         self.row_group_size = row_group_size
         self._now_us = now_us or (lambda: int(datetime.now(timezone.utc).timestamp() * 1e6))
-        self._schemas = table_schemas()
-        self._pending: dict[str, list[tuple]] = {name: [] for name in TABLE_COLUMNS}
-        self._owners: dict[str, list[int]] = {name: [] for name in EVENT_TABLES}
+        self._pending: dict[str, list[pa.Table]] = {name: [] for name in TABLE_COLUMNS}
+        self._pending_events = 0
+        self._pending_rows = 0
         self._stored_keys: dict[tuple[str, int], np.ndarray] = {}
 
     # -- the sink interface -------------------------------------------------
-    def write(self, rows: TableRows) -> None:
-        base = len(self._pending["raw_events"])
-        for name, owners in rows.owners.items():
-            self._owners[name].extend(o + base for o in owners)
-        for name, table_rows in rows.rows.items():
-            if table_rows:
-                self._pending[name].extend(table_rows)
+    def write(self, batch: ArrowBatch | TableRows) -> None:
+        """Buffer a batch until the next flush. Fact rows keep pointing at their raw row."""
+        if isinstance(batch, TableRows):
+            batch = to_arrow(batch)
+        for name, table in batch.tables.items():
+            if name in EVENT_TABLES and self._pending_events:
+                owners = pc.add(table[OWNER_COLUMN], self._pending_events)
+                table = table.set_column(table.schema.get_field_index(OWNER_COLUMN), OWNER_COLUMN, owners)
+            self._pending[name].append(table)
+            self._pending_rows += table.num_rows
+        self._pending_events += batch.events
 
     @property
     def pending_rows(self) -> int:
-        return sum(len(r) for r in self._pending.values())
+        return self._pending_rows
+
+    @property
+    def pending_events(self) -> int:
+        return self._pending_events
 
     def flush(self) -> FlushStats:
         """Commit everything written since the last flush. Raises WarehouseWriteError."""
         stats = FlushStats()
-        if not self.pending_rows:
+        if not self._pending_rows:
             return stats
-        kept, new_keys = self._deduplicate(stats)
+        pending = {name: tables for name, tables in self._pending.items() if tables}
+        masks, new_keys = self._deduplicate(pending, stats)
         stamp = datetime.fromtimestamp(self._now_us() / 1e6, timezone.utc).strftime("%Y%m%dT%H%M%S")
         try:
             for name in _COMMIT_ORDER:
-                if kept[name]:
-                    stats.files.extend(self._commit_table(name, kept[name], stamp))
-                stats.rows[name] = len(kept[name])
+                tables = pending.get(name, [])
+                stats.rows[name] = 0
+                if tables:
+                    files, rows = self._commit_table(name, tables, masks[name], stamp)
+                    stats.files.extend(files)
+                    stats.rows[name] = rows
         except OSError as exc:
             raise WarehouseWriteError(self._explain(exc)) from exc
         for (name, day), keys in new_keys.items():
             current = self._stored_keys.get((name, day))
-            merged = keys if current is None else np.union1d(current, keys)
-            self._stored_keys[(name, day)] = merged
+            self._stored_keys[(name, day)] = np.unique(keys) if current is None else np.union1d(current, keys)
         self._pending = {name: [] for name in TABLE_COLUMNS}
-        self._owners = {name: [] for name in EVENT_TABLES}
+        self._pending_events = self._pending_rows = 0
         return stats
 
     # -- deduplication ------------------------------------------------------
-    def _deduplicate(self, stats: FlushStats):
-        kept: dict[str, list[tuple]] = {}
+    def _deduplicate(self, pending: dict[str, list[pa.Table]], stats: FlushStats):
+        """Keep-masks over each table's pending rows (in write order)."""
+        masks: dict[str, np.ndarray] = {}
         new_keys: dict[tuple[str, int], np.ndarray] = {}
-        raw_keep = None
         for name in _SELF_KEYED:
-            rows = self._pending[name]
-            keep = self._fresh_mask(name, rows, new_keys)
-            if name == "raw_events":
-                raw_keep = keep
-            kept[name] = [row for row, k in zip(rows, keep) if k]
-            stats.duplicates[name] = len(rows) - len(kept[name])
+            if name in pending:
+                masks[name] = self._fresh_mask(name, pending[name], new_keys)
+        raw_keep = masks.get("raw_events", np.zeros(0, dtype=bool))
         for name in EVENT_TABLES:
-            rows = self._pending[name]
-            kept[name] = [row for row, o in zip(rows, self._owners[name]) if raw_keep[o]]
-            stats.duplicates[name] = len(rows) - len(kept[name])
-        return kept, new_keys
+            if name in pending:
+                owners = pa.chunked_array([t[OWNER_COLUMN] for t in pending[name]]).to_numpy()
+                masks[name] = raw_keep[owners]
+        for name, mask in masks.items():
+            stats.duplicates[name] = int(len(mask) - mask.sum())
+        return masks, new_keys
 
-    def _fresh_mask(self, name: str, rows: list[tuple], new_keys) -> np.ndarray:
-        if not rows:
-            return np.zeros(0, dtype=bool)
-        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        days = np.fromiter((r[-1] for r in rows), dtype=np.int64, count=len(rows))
-        keep = np.zeros(len(rows), dtype=bool)
+    def _fresh_mask(self, name: str, tables: list[pa.Table], new_keys) -> np.ndarray:
+        keys = pa.chunked_array([t["dedupe_key"] for t in tables]).to_numpy()
+        days = pa.chunked_array([t[PARTITION_COLUMN] for t in tables]).cast(pa.int32()).to_numpy()
+        keep = np.zeros(len(keys), dtype=bool)
         keep[np.unique(keys, return_index=True)[1]] = True  # first copy within the batch
         for day in np.unique(days).tolist():
             in_day = days == day
             stored = self._stored(name, day)
             if stored.size:
-                keep[in_day] &= ~np.isin(keys[in_day], stored, assume_unique=False)
+                keep[in_day] &= ~np.isin(keys[in_day], stored)
             new_keys[(name, day)] = keys[in_day & keep]
         return keep
 
@@ -153,18 +162,28 @@ class ParquetWarehouse:
     def _partition_dir(self, name: str, day: int) -> Path:
         return self.root / name / f"{PARTITION_COLUMN}={date_of_day(day)}"
 
-    def _commit_table(self, name: str, rows: list[tuple], stamp: str) -> list[Path]:
-        schema = self._schemas[name]
-        by_day: dict[int, list[tuple]] = defaultdict(list)
-        for row in rows:
-            by_day[row[-1]].append(row)
+    def _commit_table(self, name: str, tables: list[pa.Table], keep: np.ndarray, stamp: str):
+        """One file per event date: each pending table is sorted by date, so every
+        date is a zero-copy slice of it; rows are copied only where dedupe drops some."""
+        by_day: dict[int, list[pa.Table]] = {}
+        offset = rows = 0
+        for table in tables:
+            mask = keep[offset:offset + table.num_rows]
+            offset += table.num_rows
+            if not mask.all():
+                table = table.filter(pa.array(mask))
+            days = table[PARTITION_COLUMN].cast(pa.int32()).to_numpy()
+            starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(days) else []
+            bounds = list(starts) + [len(days)]
+            for start, end in zip(bounds[:-1], bounds[1:]):
+                by_day.setdefault(int(days[start]), []).append(table.slice(int(start), int(end - start)))
+            rows += table.num_rows
+        drop = [PARTITION_COLUMN] + ([OWNER_COLUMN] if name in EVENT_TABLES else [])
         written = []
-        for day, day_rows in sorted(by_day.items()):
-            columns = list(zip(*day_rows))
-            arrays = [pa.array(columns[i], type=f.type) for i, f in enumerate(schema)]
-            table = pa.Table.from_arrays(arrays, schema=schema)
-            written.append(self._write_file(self._partition_dir(name, day), table, stamp))
-        return written
+        for day, parts in sorted(by_day.items()):
+            data = pa.concat_tables(parts).drop_columns(drop)  # the partition lives in the path
+            written.append(self._write_file(self._partition_dir(name, day), data, stamp))
+        return written, rows
 
     def _write_file(self, folder: Path, table: pa.Table, stamp: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

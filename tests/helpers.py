@@ -13,8 +13,13 @@ INGESTED_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
 
 def as_dicts(rows: TableRows) -> dict[str, list[dict]]:
+    """Rows as dicts, with UTF-8 bytes shown as the VARCHAR text they are stored as."""
+    def value(name: str, column: str, v):
+        keep_bytes = name == "dead_letters" and column == "payload"  # a BLOB column
+        return v.decode() if isinstance(v, bytes) and not keep_bytes else v
+
     return {
-        name: [dict(zip(TABLE_COLUMNS[name], row)) for row in table_rows]
+        name: [{c: value(name, c, v) for c, v in zip(TABLE_COLUMNS[name], row)} for row in table_rows]
         for name, table_rows in rows.rows.items()
     }
 

@@ -25,6 +25,10 @@ _WORKSPACE_ID = re.compile(
     r"microsoft\.machinelearningservices/workspaces/([^/]+)/?$",
     re.IGNORECASE,
 )
+_EVENTGRID_KEYS = frozenset(
+    {"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"}
+)
+_EVENTGRID_NAMES = ("eventType", "topic", "eventTime", "dataVersion")
 # Keys that only an AML `data` object has: a body made of just those is a data
 # object whose envelope was stripped by the producer.
 _DATA_ONLY_MARKERS = frozenset(
@@ -112,26 +116,31 @@ def read_envelope(
     obj: dict[str, Any], body: bytes, index: int | None, origin: Origin
 ) -> tuple[Envelope, dict[str, Any]]:
     """Validate the envelope attributes; return them with the raw `data` object."""
-    top = {k.lower(): v for k, v in obj.items()}
     quirks: list[str] = []
-    if "specversion" in top:
-        schema, type_key, ws_key, time_key = "cloudevents", "type", "source", "time"
-        if "specVersion" in obj:
-            quirks.append("specVersion")
-    elif "eventtype" in top:
-        schema, type_key, ws_key, time_key = "eventgrid", "eventtype", "topic", "eventtime"
-    elif "event_type" in top:
-        schema, type_key, ws_key, time_key = "functions", "event_type", "topic", "event_time"
-    elif _DATA_ONLY_MARKERS & top.keys():
-        raise EnvelopeError(
-            "bare_data_object",
-            "an AML data object without its event envelope (no id, type or time); "
-            "route the full Event Grid event, not event.get_json()",
-        )
+    if "eventType" in obj and obj.keys() <= _EVENTGRID_KEYS:
+        # Canonical Event Grid spelling (almost every delivery): no lower-cased copy needed.
+        top, schema, (type_key, ws_key, time_key, version_key) = obj, "eventgrid", _EVENTGRID_NAMES
     else:
-        raise EnvelopeError(
-            "not_an_event", "object has none of 'specversion', 'eventType', 'event_type'"
-        )
+        top = {k.lower(): v for k, v in obj.items()}
+        version_key = "dataversion"
+        if "specversion" in top:
+            schema, type_key, ws_key, time_key = "cloudevents", "type", "source", "time"
+            if "specVersion" in obj:
+                quirks.append("specVersion")
+        elif "eventtype" in top:
+            schema, type_key, ws_key, time_key = "eventgrid", "eventtype", "topic", "eventtime"
+        elif "event_type" in top:
+            schema, type_key, ws_key, time_key = "functions", "event_type", "topic", "event_time"
+        elif _DATA_ONLY_MARKERS & top.keys():
+            raise EnvelopeError(
+                "bare_data_object",
+                "an AML data object without its event envelope (no id, type or time); "
+                "route the full Event Grid event, not event.get_json()",
+            )
+        else:
+            raise EnvelopeError(
+                "not_an_event", "object has none of 'specversion', 'eventType', 'event_type'"
+            )
 
     event_id = _text(top, "id", "id", required=True)
     event_type = canonical_event_type(_text(top, type_key, type_key, required=True))
@@ -162,7 +171,7 @@ def read_envelope(
         raise EnvelopeError(
             "missing_time", "the event has no time and the message has no enqueued time"
         )
-    data_version = top.get("dataversion")
+    data_version = top.get(version_key)
     envelope = Envelope(
         schema=schema,
         event_id=event_id,

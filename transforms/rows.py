@@ -54,8 +54,9 @@ TABLE_COLUMNS = {name: cols + COORD_COLUMNS + ("event_date",) for name, cols in 
 EVENT_TABLES = ("run_events", "model_registrations", "model_deployments", "drift_detections")
 
 
-def _json(value: dict[str, Any]) -> str:
-    return orjson.dumps(value).decode()
+def _json(value: dict[str, Any]) -> bytes:
+    # UTF-8 bytes, not str: the writer stores them as VARCHAR without a decode/encode round trip
+    return orjson.dumps(value)
 
 
 def _first(key: str, *maps: dict[str, Any]) -> str | None:
@@ -81,11 +82,13 @@ class TableRows:
         # owners[table][i] = index in rows["raw_events"] of the event that fact row i
         # came from: the writer keeps a fact row exactly when it keeps that raw row.
         self.owners: dict[str, list[int]] = {name: [] for name in EVENT_TABLES}
+        self.bodies = 0
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.rows.values())
 
     def add(self, result: DecodeResult, ingested_us: int) -> None:
+        self.bodies += 1
         for event in result.events:
             self.add_event(event, ingested_us)
         for dead in result.dead_letters:
@@ -139,7 +142,7 @@ class TableRows:
         self.rows["raw_events"].append(
             head + (env.event_type, env.schema, env.subject, env.event_time_us, env.time_source,
                     env.data_version, ",".join(env.quirks) or None, event.late,
-                    event.payload.decode()) + tail
+                    event.payload) + tail
         )
 
     def _fact(self, table: str, owner: int, row: tuple) -> None:

@@ -33,6 +33,9 @@ _ALIASES.update(
 )
 
 
+_EXACT: dict[str, str] = {spelling: name for name in LIFECYCLE for spelling in (name, name.lower())}
+
+
 def normalize_status(raw: str) -> tuple[str, bool]:
     """Map a runStatus in any case/spacing to AML's spelling.
 
@@ -40,6 +43,9 @@ def normalize_status(raw: str) -> tuple[str, bool]:
     ARM API's own catch-all) so the event still counts; the caller keeps the
     raw text beside it.
     """
+    status = _EXACT.get(raw)  # the common spellings, without scanning characters
+    if status is not None:
+        return status, True
     key = "".join(ch for ch in raw.lower() if ch.isalnum())
     status = _ALIASES.get(key)
     if status is None:

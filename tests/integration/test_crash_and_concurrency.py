@@ -91,8 +91,13 @@ def test_sigkill_mid_backfill_then_rerun_equals_a_clean_run_and_the_truth(tmp_pa
 
 def test_readers_see_only_whole_files_while_a_writer_appends(tmp_path, stream_file):
     path, _ = stream_file
+    lines = path.read_bytes().splitlines()
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for n in range(30):  # 30 files: at least 30 separate commits to overlap with
+        (folder / f"part-{n:02d}.ndjson").write_bytes(b"\n".join(lines[n::30]) + b"\n")
     warehouse = tmp_path / "wh"
-    proc = start_backfill(path, warehouse, batch_rows=300)
+    proc = start_backfill(folder, warehouse, batch_rows=100)
     reads, last_count = 0, 0
     try:
         while proc.poll() is None:

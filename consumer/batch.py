@@ -1,0 +1,62 @@
+"""Row tuples -> Arrow tables, typed by the DDL: the unit the sink writes.
+
+Conversion happens where rows are built (in decode worker processes during a
+backfill), so the writer only filters and writes columnar data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from consumer.sqlfiles import PARTITION_COLUMN, table_schemas
+from transforms.rows import EVENT_TABLES, TableRows
+
+OWNER_COLUMN = "_owner"  # fact row -> index of its raw_events row in the same batch
+
+
+@dataclass
+class ArrowBatch:
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+
+    @property
+    def events(self) -> int:
+        raw = self.tables.get("raw_events")
+        return 0 if raw is None else raw.num_rows
+
+
+def to_arrow(rows: TableRows) -> ArrowBatch:
+    """Typed tables, each sorted by event_date, so the writer can cut partitions by slicing."""
+    schemas = table_schemas()
+    batch = ArrowBatch()
+    raw_order: np.ndarray | None = None
+    for name in ("raw_events",) + tuple(n for n in rows.rows if n != "raw_events"):
+        table_rows = rows.rows[name]
+        if not table_rows:
+            continue
+        schema = schemas[name]
+        columns = list(zip(*table_rows))
+        arrays = [pa.array(columns[i], type=f.type) for i, f in enumerate(schema)]
+        names = list(schema.names)
+        days = np.asarray(columns[-1], dtype=np.int32)
+        arrays.append(pa.array(days).cast(pa.date32()))
+        names.append(PARTITION_COLUMN)
+        if name in EVENT_TABLES:
+            owners = np.asarray(rows.owners[name], dtype=np.int64)
+            if raw_order is not None:  # raw rows moved: point at their new positions
+                owners = raw_order[owners]
+            arrays.append(pa.array(owners))
+            names.append(OWNER_COLUMN)
+        table = pa.Table.from_arrays(arrays, names=names)
+        order = np.argsort(days, kind="stable")
+        if len(days) > 1 and (days[1:] < days[:-1]).any():
+            table = table.take(pa.array(order))
+        else:
+            order = np.arange(len(days))
+        if name == "raw_events":
+            raw_order = np.empty_like(order)
+            raw_order[order] = np.arange(len(order))  # old position -> new position
+        batch.tables[name] = table
+    return batch
