@@ -64,6 +64,15 @@ def cmd_backfill_files(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from consumer.worker import Worker
+
+    worker = Worker(settings, _warehouse(settings), _rules(settings))
+    return asyncio.run(worker.run())
+
+
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.eventhub import eventhub_name
     from consumer.publish import publish
@@ -136,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="decode processes (default [backfill] workers; 0 = one per core for large inputs)")
     files.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     files.set_defaults(handler=cmd_backfill_files)
+
+    run = commands.add_parser(
+        "run", help="the long-running worker: Event Hubs -> Parquet, with blob checkpoints",
+        description="Consumes the hub in [eventhub] with blob checkpoints in [checkpoint], "
+        "shares partitions with other workers on the same consumer group, and stops cleanly on "
+        "SIGTERM/SIGINT (flush, checkpoint, exit 0).",
+    )
+    run.set_defaults(handler=cmd_run)
 
     publish = commands.add_parser(
         "publish", help="send each line of NDJSON files as one event to the configured hub",

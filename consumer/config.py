@@ -56,13 +56,49 @@ class EventHubSettings(BaseModel):
     fully_qualified_namespace: str | None = None
     name: str | None = None
     consumer_group: str = "$Default"
+    # where a partition without a checkpoint starts: earliest (default: a warehouse must
+    # not skip history), latest, or an ISO 8601 time
+    starting_position: str = "earliest"
+    prefetch: int = Field(300, gt=0)
+    max_batch_size: int = Field(300, gt=0)
+    max_wait_time_s: float = Field(1.0, gt=0)
+    load_balancing_strategy: Literal["balanced", "greedy"] = "balanced"
+    load_balancing_interval_s: float = Field(10.0, gt=0)
+    ownership_expiration_s: float = Field(60.0, gt=0)
+    owner_level: bool = False  # claim partitions with owner level 0 (kicks non-epoch readers)
+
+    @field_validator("starting_position")
+    @classmethod
+    def _position(cls, value: str) -> str:
+        if value.lower() in ("earliest", "latest"):
+            return value.lower()
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be earliest, latest or an ISO 8601 time") from None
+        return value
 
 
 class CheckpointSettings(BaseModel):
     model_config = _SECTION
     connection_string: SecretStr | None = None
-    account_url: str | None = None
+    account_url: str | None = None  # with Azure credentials instead of a connection string
     container: str = "checkpoints"
+
+
+class OrderingSettings(BaseModel):
+    model_config = _SECTION
+    max_lateness_s: float = Field(30.0, ge=0)
+    max_buffered_events: int = Field(50_000, gt=0, description="per partition; forces early release")
+    max_future_skew_s: float = Field(300.0, ge=0, description="event times past enqueued+skew order as enqueued+skew")
+
+
+class WriterSettings(BaseModel):
+    model_config = _SECTION
+    max_rows: int = Field(20_000, gt=0)
+    max_seconds: float = Field(2.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -74,6 +110,8 @@ class Settings(BaseSettings):
     backfill: BackfillSettings = BackfillSettings()
     eventhub: EventHubSettings = EventHubSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
+    ordering: OrderingSettings = OrderingSettings()
+    writer: WriterSettings = WriterSettings()
 
 
 class ConfigError(Exception):

@@ -14,7 +14,7 @@ import orjson
 
 from transforms.models import DriftData, ModelDeployedData, ModelRegisteredData, RunData, parse_model_ids
 from transforms.records import RUN_COMPLETED, AmlEvent, DecodeResult, Origin
-from transforms.status import STATUS_RANK, normalize_status
+from transforms.status import STATUS_RANK, run_event_status
 from transforms.timeparse import utc_day_of
 
 COORD_COLUMNS = (
@@ -151,12 +151,9 @@ class TableRows:
 
     @staticmethod
     def _run(event_type: str, env: Any, data: RunData) -> tuple:
-        if data.run_status is not None:
-            status, _ = normalize_status(data.run_status)
-            if event_type == RUN_COMPLETED and status != "Completed":
-                env.quirks.append("run_completed_with_status")
-        else:  # RunCompleted carries no runStatus: it means Completed
-            status = "Completed"
+        status = run_event_status(data.run_status)
+        if event_type == RUN_COMPLETED and status != "Completed":
+            env.quirks.append("run_completed_with_status")
         tags, props = data.run_tags, data.run_properties
         return (
             event_type, env.subject, env.event_time_us, data.run_id, data.experiment_id,

@@ -51,3 +51,11 @@ def normalize_status(raw: str) -> tuple[str, bool]:
     if status is None:
         return "Unknown", False
     return status, True
+
+
+def run_event_status(run_status: str | None) -> str:
+    """The status a run event reports: its runStatus, or Completed for a RunCompleted
+    that carries none (RunStatusChanged always carries one; the decoder checks)."""
+    if run_status is None:
+        return "Completed"
+    return normalize_status(run_status)[0]

@@ -1,0 +1,133 @@
+"""Per-partition pipeline of the live worker: decode -> reorder buffer -> rows,
+and the bookkeeping that says how far the partition may be checkpointed.
+
+No network and no clock here: the worker passes message coordinates and `now`.
+Checkpoint rule: after a flush made every released row durable, the partition
+may be checkpointed at the last received message whose sequence number is
+below the oldest one still in the reorder buffer — never past a buffered event.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from transforms.decode import DecodeRules, decode_body
+from transforms.models import RunData
+from transforms.ordering import Released, ReorderBuffer
+from transforms.records import AmlEvent, DecodeResult, Origin
+from transforms.rows import TableRows
+from transforms.status import STATUS_RANK, run_event_status
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """What a checkpoint records of a message (all `update_checkpoint` reads)."""
+
+    offset: str
+    sequence_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    body: bytes
+    offset: str
+    sequence_number: int
+    enqueued_us: int | None
+
+
+@dataclass
+class PartitionCounters:
+    messages: int = 0
+    events: int = 0
+    late: int = 0
+    dead_letters: int = 0
+    ignored: int = 0
+
+
+def _rank(event: AmlEvent) -> int:
+    if isinstance(event.data, RunData):
+        return STATUS_RANK[run_event_status(event.data.run_status)]
+    return 0
+
+
+@dataclass
+class PartitionPipeline:
+    hub: str
+    partition_id: str
+    rules: DecodeRules
+    max_lateness_us: int
+    max_buffered: int
+    max_future_skew_us: int
+    buffer: ReorderBuffer = field(init=False)
+    unconfirmed: deque[Mark] = field(default_factory=deque)  # received, not yet checkpointable
+    ready: Mark | None = None  # durable and not yet checkpointed
+    checkpointed: Mark | None = None
+    counters: PartitionCounters = field(default_factory=PartitionCounters)
+
+    def __post_init__(self) -> None:
+        self.buffer = ReorderBuffer(self.max_lateness_us, self.max_buffered)
+
+    def accept(self, messages: list[Message], now_us: int, ingested_us: int) -> tuple[TableRows, DecodeResult]:
+        """Decode messages; dead letters and ignored rows go straight to the rows,
+        events into the reorder buffer; then whatever is due comes out."""
+        rows = TableRows()
+        bad = DecodeResult()
+        for msg in messages:
+            origin = Origin("eventhub", self.hub, self.partition_id, msg.offset, msg.sequence_number,
+                            msg.enqueued_us, None, None)
+            result = decode_body(msg.body, origin, self.rules)
+            self.counters.messages += 1
+            if result.dead_letters or result.ignored:
+                bad.dead_letters += result.dead_letters
+                bad.ignored += result.ignored
+                rows.add(DecodeResult(dead_letters=result.dead_letters, ignored=result.ignored), ingested_us)
+            for event in result.events:
+                ordering_us = event.envelope.event_time_us
+                if msg.enqueued_us is not None:  # a producer clock far ahead must not stall the partition
+                    ordering_us = min(ordering_us, msg.enqueued_us + self.max_future_skew_us)
+                self.buffer.push(event, subject=event.envelope.subject, event_time_us=ordering_us,
+                                 rank=_rank(event), sequence=msg.sequence_number, now_us=now_us)
+            self.unconfirmed.append(Mark(msg.offset, msg.sequence_number))
+        self.counters.dead_letters += len(bad.dead_letters)
+        self.counters.ignored += len(bad.ignored)
+        self._add_released(rows, self.buffer.release(now_us), ingested_us)
+        return rows, bad
+
+    def tick(self, now_us: int, ingested_us: int) -> TableRows:
+        """Release what is due by time alone (idle partitions)."""
+        rows = TableRows()
+        self._add_released(rows, self.buffer.release(now_us), ingested_us)
+        return rows
+
+    def drain(self, ingested_us: int) -> TableRows:
+        rows = TableRows()
+        self._add_released(rows, self.buffer.drain(), ingested_us)
+        return rows
+
+    def _add_released(self, rows: TableRows, released: list[Released], ingested_us: int) -> None:
+        for item in released:
+            event: AmlEvent = item.item
+            event.late = item.late
+            self.counters.events += 1
+            self.counters.late += item.late
+            rows.add_event(event, ingested_us)
+
+    def confirm_durable(self) -> Mark | None:
+        """Call right after a flush: advance `ready` to the last message wholly durable."""
+        frontier = self.buffer.oldest_sequence
+        while self.unconfirmed and (frontier is None or self.unconfirmed[0].sequence_number < frontier):
+            self.ready = self.unconfirmed.popleft()
+        return self.ready
+
+    def checkpoint_done(self, mark: Mark) -> None:
+        self.checkpointed = mark
+        if self.ready == mark:
+            self.ready = None
+
+    def reset(self) -> int:
+        """Ownership lost: forget everything unflushed; the next owner re-reads it."""
+        dropped = self.buffer.clear()
+        self.unconfirmed.clear()
+        self.ready = None
+        return dropped

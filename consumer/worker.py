@@ -1,0 +1,249 @@
+"""`amlwh run`: the long-running worker.
+
+azure-eventhub's EventHubConsumerClient.receive_batch with the SDK's
+BlobCheckpointStore shares partitions between worker processes. Per partition:
+decode -> reorder buffer -> shared Parquet sink; a flush makes rows durable,
+then each partition is checkpointed no further than its oldest buffered event
+(Quix's order: flush sinks, then commit offsets). Redelivery after a crash or an
+ownership change only re-reads events whose duplicates the views ignore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from consumer.checkpoints import checkpoint_store
+from consumer.config import Settings
+from consumer.eventhub import consumer_client, eventhub_name
+from consumer.partition import Message, PartitionPipeline
+from consumer.warehouse import ParquetWarehouse, WarehouseWriteError
+from transforms.decode import DecodeRules
+
+log = logging.getLogger("amlwh.worker")
+_BACKOFF_S = (0.5, 30.0)  # first and largest delay between checkpoint retries
+
+
+def _wall_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _mono_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+def _starting_position(value: str):
+    if value == "earliest":
+        return "-1"
+    if value == "latest":
+        return "@latest"
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _body(event) -> bytes:
+    body = event.body
+    return body if isinstance(body, bytes) else b"".join(body)
+
+
+@dataclass
+class RetryState:
+    failures: int = 0
+    next_attempt_us: int = 0
+
+    def failed(self, now_us: int) -> float:
+        self.failures += 1
+        low, high = _BACKOFF_S
+        delay = min(high, low * 2 ** (self.failures - 1)) * random.uniform(0.5, 1.0)  # jitter
+        self.next_attempt_us = now_us + int(delay * 1e6)
+        return delay
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    sink: ParquetWarehouse
+    rules: DecodeRules
+    hub: str = ""
+    pipelines: dict[str, PartitionPipeline] = field(default_factory=dict)
+    contexts: dict[str, object] = field(default_factory=dict)
+    retries: dict[str, RetryState] = field(default_factory=dict)
+    closed_counters: list = field(default_factory=list)  # of partitions closed before stop
+    stopping: bool = False
+    fatal: BaseException | None = None
+    last_flush_us: int = 0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- SDK callbacks --------------------------------------------------------
+    async def on_partition_initialize(self, context) -> None:
+        pid = context.partition_id
+        o = self.settings.ordering
+        self.pipelines[pid] = PartitionPipeline(
+            self.hub, pid, self.rules, int(o.max_lateness_s * 1e6), o.max_buffered_events,
+            int(o.max_future_skew_s * 1e6))
+        self.contexts[pid] = context
+        self.retries[pid] = RetryState()
+        log.info("partition %s claimed", pid)
+
+    async def on_partition_close(self, context, reason) -> None:
+        pid = context.partition_id
+        pipeline = self.pipelines.pop(pid, None)
+        self.contexts.pop(pid, None)
+        if pipeline is not None:
+            self.closed_counters.append(pipeline.counters)
+        if pipeline is not None and not self.stopping:
+            dropped = pipeline.reset()  # not checkpointed: the new owner re-reads them
+            log.warning("partition %s closed (%s): dropped %d buffered event(s) after offset %s",
+                        pid, getattr(reason, "name", reason), dropped,
+                        pipeline.checkpointed.offset if pipeline.checkpointed else "-")
+
+    async def on_error(self, context, error) -> None:
+        pid = getattr(context, "partition_id", None)
+        log.warning("partition %s: %s: %s (the SDK retries)", pid or "-", type(error).__name__, error)
+
+    async def on_event_batch(self, context, events) -> None:
+        if self.stopping or self.fatal:
+            return  # not processed, not checkpointed: re-read after restart
+        pipeline = self.pipelines.get(context.partition_id)
+        if pipeline is None:
+            return
+        try:
+            await self._process(pipeline, events)
+        except Exception as exc:
+            # The SDK would report this and carry on with the next batch, whose
+            # checkpoint would then cover the one we failed on: stop instead.
+            log.exception("partition %s: processing failed; stopping without checkpointing it",
+                          context.partition_id)
+            self.fatal = exc
+            self._stop.set()
+
+    async def _process(self, pipeline: PartitionPipeline, events) -> None:
+        messages = [
+            Message(_body(e), e.offset, e.sequence_number,
+                    int(e.enqueued_time.timestamp() * 1e6) if e.enqueued_time else None)
+            for e in events
+        ]
+        rows, bad = pipeline.accept(messages, _mono_us(), _wall_us())
+        for dead in bad.dead_letters:
+            log.warning("dead letter (%s) at partition %s offset %s sequence %s: %s", dead.reason,
+                        dead.origin.partition_id, dead.origin.offset, dead.origin.sequence_number,
+                        dead.error)
+        self.sink.write(rows)
+        await self._maybe_flush()
+
+    # -- flush and checkpoint -------------------------------------------------
+    def _due(self) -> bool:
+        w = self.settings.writer
+        if self.sink.pending_rows >= w.max_rows:
+            return True
+        waiting = self.sink.pending_rows or any(p.unconfirmed for p in self.pipelines.values())
+        return bool(waiting) and _mono_us() - self.last_flush_us >= w.max_seconds * 1e6
+
+    async def _maybe_flush(self) -> None:
+        if self._due() and not self._lock.locked():
+            await self.flush_and_checkpoint()
+
+    async def flush_and_checkpoint(self, *, final: bool = False) -> None:
+        async with self._lock:
+            try:
+                self.sink.flush()  # synchronous: no callback interleaves between flush and marks
+            except WarehouseWriteError as exc:
+                self.fatal = exc
+                self._stop.set()
+                return
+            self.last_flush_us = _mono_us()
+            marks = {pid: p.confirm_durable() for pid, p in self.pipelines.items()}
+            for pid, mark in marks.items():
+                await self._checkpoint(pid, mark, final=final)
+
+    async def _checkpoint(self, pid: str, mark, *, final: bool = False) -> None:
+        pipeline, context, retry = self.pipelines.get(pid), self.contexts.get(pid), self.retries.get(pid)
+        if mark is None or pipeline is None or context is None or mark == pipeline.checkpointed:
+            return
+        now = _mono_us()
+        if now < retry.next_attempt_us and not final:  # backing off after a storage error
+            return
+        try:
+            await context.update_checkpoint(mark)
+        except Exception as exc:  # storage errors are transient: keep the mark, retry later
+            delay = retry.failed(now)
+            log.warning("checkpoint of partition %s at offset %s sequence %s failed (%s: %s); "
+                        "retrying in %.1fs", pid, mark.offset, mark.sequence_number,
+                        type(exc).__name__, exc, delay)
+            return
+        retry.failures = 0
+        pipeline.checkpoint_done(mark)
+
+    async def _ticker(self) -> None:
+        interval = min(1.0, self.settings.writer.max_seconds)
+        while not self._stop.is_set():
+            await asyncio.sleep(interval)
+            if self.stopping or self.fatal:
+                continue
+            now, wall = _mono_us(), _wall_us()
+            for pipeline in list(self.pipelines.values()):
+                self.sink.write(pipeline.tick(now, wall))
+            await self._maybe_flush()
+
+    # -- lifecycle --------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        eh = self.settings.eventhub
+        self.hub = eventhub_name(eh)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        store = checkpoint_store(self.settings.checkpoint)
+        client = consumer_client(
+            eh, checkpoint_store=store, load_balancing_strategy=eh.load_balancing_strategy,
+            load_balancing_interval=eh.load_balancing_interval_s,
+            partition_ownership_expiration_interval=eh.ownership_expiration_s)
+        self.last_flush_us = _mono_us()
+        async with store, client:
+            receiving = asyncio.create_task(client.receive_batch(
+                self.on_event_batch, max_batch_size=eh.max_batch_size,
+                max_wait_time=eh.max_wait_time_s, prefetch=eh.prefetch,
+                starting_position=_starting_position(eh.starting_position),
+                owner_level=0 if eh.owner_level else None,
+                on_partition_initialize=self.on_partition_initialize,
+                on_partition_close=self.on_partition_close, on_error=self.on_error))
+            ticker = asyncio.create_task(self._ticker())
+            log.info("receiving from %s (consumer group %s)", self.hub, eh.consumer_group)
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({receiving, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await self._shutdown()
+            await client.close()
+            for task in (receiving, ticker, stop):
+                task.cancel()
+            await asyncio.gather(receiving, ticker, stop, return_exceptions=True)
+        if self.fatal is not None:
+            raise self.fatal
+        if receiving.done() and not receiving.cancelled() and receiving.exception():
+            raise receiving.exception()
+        return 0
+
+    async def _shutdown(self) -> None:
+        """Stop taking events, release every buffer, flush, checkpoint."""
+        self.stopping = True
+        if self.fatal is not None:
+            return  # the warehouse failed: nothing more may be acknowledged
+        wall = _wall_us()
+        for pipeline in self.pipelines.values():
+            self.sink.write(pipeline.drain(wall))
+        await self.flush_and_checkpoint(final=True)
+        counters = [p.counters for p in self.pipelines.values()] + self.closed_counters
+        log.info(
+            "stopped: flushed and checkpointed %d partition(s); received %d message(s), "
+            "%d event(s) (%d late), %d dead letter(s), %d ignored",
+            len(self.pipelines), sum(c.messages for c in counters), sum(c.events for c in counters),
+            sum(c.late for c in counters), sum(c.dead_letters for c in counters),
+            sum(c.ignored for c in counters))
+
