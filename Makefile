@@ -7,7 +7,7 @@ DEMO_STREAM := samples/demo-stream.ndjson.gz
 AZURITE_VERSION := 3.35.0
 AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
 
-.PHONY: install demo test test-unit bench stack-up stack-down clean
+.PHONY: install demo demo-backfill test test-unit bench stack-up stack-down clean
 
 # Python packages into .venv, Azurite (blob service, for checkpoints) from npm into .tools/.
 install: $(STAMP) $(AZURITE)
@@ -30,14 +30,25 @@ stack-up: install
 stack-down:
 	$(BIN)/python -m tests.stack down --dir .stack
 
-# The main job on local defaults (config.toml): backfill the bundled sample
-# stream into ./warehouse and print the headline views. Running it again
-# shows every event skipped as a duplicate and the same views.
+# The main job on local defaults: start the local hub + Azurite (.stack-demo/),
+# publish the bundled sample stream with the real SDK producer, run the worker
+# until it has caught up, print the headline views, stop what it started.
+# Rows land in ./warehouse; running it again stores nothing twice.
 demo: install
-	$(BIN)/amlwh backfill files $(DEMO_STREAM)
+	@$(BIN)/python -m tests.stack down --dir .stack-demo >/dev/null 2>&1 || true
+	$(BIN)/python -m tests.stack up --dir .stack-demo
+	@set -a; . .stack-demo/env; set +a; \
+	  $(BIN)/amlwh publish $(DEMO_STREAM) --partition-key subject \
+	  && AMLWH_EVENTHUB__LOAD_BALANCING_INTERVAL_S=2 $(BIN)/amlwh run --stop-when-idle 5; rc=$$?; \
+	  $(BIN)/python -m tests.stack down --dir .stack-demo; exit $$rc
 	@echo; echo "== run_durations"; $(BIN)/amlwh query "SELECT * FROM run_durations ORDER BY experiment_name, run_type"
-	@echo; echo "== failure_rates (last 7 days in the stream)"; $(BIN)/amlwh query "SELECT * FROM failure_rates ORDER BY day DESC, experiment_name LIMIT 21"
+	@echo; echo "== failure_rates (latest days)"; $(BIN)/amlwh query "SELECT * FROM failure_rates ORDER BY day DESC, experiment_name LIMIT 15"
 	@echo; echo "== dead_letters by reason"; $(BIN)/amlwh query "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC"
+
+# The same views from files, without the hub: the batch backfill path.
+demo-backfill: install
+	$(BIN)/amlwh backfill files $(DEMO_STREAM)
+	@echo; $(BIN)/amlwh query "SELECT * FROM run_durations ORDER BY experiment_name, run_type"
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -50,4 +61,4 @@ bench: install
 	$(BIN)/python bench/bench_hub.py
 
 clean:
-	rm -rf $(VENV) .tools .stack warehouse bench/out .pytest_cache .hypothesis
+	rm -rf $(VENV) .tools .stack .stack-demo warehouse bench/out .pytest_cache .hypothesis

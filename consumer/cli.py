@@ -69,7 +69,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     from consumer.worker import Worker
 
-    worker = Worker(settings, _warehouse(settings), _rules(settings))
+    worker = Worker(settings, _warehouse(settings), _rules(settings),
+                    stop_when_idle_s=args.stop_when_idle)
     return asyncio.run(worker.run())
 
 
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "shares partitions with other workers on the same consumer group, and stops cleanly on "
         "SIGTERM/SIGINT (flush, checkpoint, exit 0).",
     )
+    run.add_argument(
+        "--stop-when-idle", type=float, default=None, metavar="SECONDS",
+        help="stop cleanly once no event arrived for SECONDS (catch up, then exit: for scheduled runs)")
     run.set_defaults(handler=cmd_run)
 
     publish = commands.add_parser(

@@ -77,6 +77,9 @@ class Worker:
     stopping: bool = False
     fatal: BaseException | None = None
     last_flush_us: int = 0
+    stop_when_idle_s: float | None = None  # batch mode: stop once caught up and quiet this long
+    last_activity_us: int = 0
+    partition_count: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -89,6 +92,7 @@ class Worker:
             int(o.max_future_skew_s * 1e6))
         self.contexts[pid] = context
         self.retries[pid] = RetryState()
+        self.last_activity_us = _mono_us()
         log.info("partition %s claimed", pid)
 
     async def on_partition_close(self, context, reason) -> None:
@@ -124,6 +128,8 @@ class Worker:
             self._stop.set()
 
     async def _process(self, pipeline: PartitionPipeline, events) -> None:
+        if events:
+            self.last_activity_us = _mono_us()
         messages = [
             Message(_body(e), e.offset, e.sequence_number,
                     int(e.enqueued_time.timestamp() * 1e6) if e.enqueued_time else None)
@@ -190,6 +196,16 @@ class Worker:
             for pipeline in list(self.pipelines.values()):
                 self.sink.write(pipeline.tick(now, wall))
             await self._maybe_flush()
+            if self._idle_long_enough(now):
+                log.info("no events for %.0fs on %d partition(s): stopping (--stop-when-idle)",
+                         self.stop_when_idle_s, len(self.pipelines))
+                self.request_stop()
+
+    def _idle_long_enough(self, now_us: int) -> bool:
+        # all partitions must be ours first: the balanced strategy claims one per interval
+        if self.stop_when_idle_s is None or len(self.pipelines) < self.partition_count:
+            return False
+        return now_us - self.last_activity_us >= self.stop_when_idle_s * 1e6
 
     # -- lifecycle --------------------------------------------------------------
     def request_stop(self) -> None:
@@ -206,8 +222,10 @@ class Worker:
             eh, checkpoint_store=store, load_balancing_strategy=eh.load_balancing_strategy,
             load_balancing_interval=eh.load_balancing_interval_s,
             partition_ownership_expiration_interval=eh.ownership_expiration_s)
-        self.last_flush_us = _mono_us()
+        self.last_flush_us = self.last_activity_us = _mono_us()
         async with store, client:
+            if self.stop_when_idle_s is not None:
+                self.partition_count = len(await client.get_partition_ids())
             receiving = asyncio.create_task(client.receive_batch(
                 self.on_event_batch, max_batch_size=eh.max_batch_size,
                 max_wait_time=eh.max_wait_time_s, prefetch=eh.prefetch,

@@ -71,3 +71,35 @@ def test_worker_end_to_end_then_graceful_stop(tmp_path, local_hub, make_hub, azu
     log = (tmp_path / "worker2.log").read_text()
     assert "received 0 message(s)" in log, log
     assert "partition 0 claimed" in log
+
+
+def test_live_worker_and_files_backfill_give_identical_views(tmp_path, local_hub, make_hub, azurite,
+                                                               checkpoint_container):
+    """Both ingestion paths feed one decoder and one writer: same stream, same views."""
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import REPO, amlwh
+
+    hub = make_hub(4)
+    stream_file = REPO / "samples" / "demo-stream.ndjson.gz"
+    live, files = tmp_path / "live", tmp_path / "files"
+    env = worker_env(local_hub.connection_string(hub), azurite.connection_string, checkpoint_container, live)
+    amlwh("publish", str(stream_file), "--partition-key", "subject", env=env)
+    done = subprocess.run([sys.executable, "-m", "consumer", "run", "--stop-when-idle", "3"], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "stopped: flushed and checkpointed 4 partition(s)" in done.stderr
+    amlwh("backfill", "files", str(stream_file), env={"AMLWH_WAREHOUSE__PATH": str(files)})
+
+    a, b = connect(live), connect(files)
+    try:
+        for view in ("runs", "run_status_history", "run_durations", "failure_rates", "models",
+                     "deployments", "drift", "monitor_metrics"):
+            got, want = (sorted(c.execute(f"SELECT * FROM {view}").fetchall(), key=repr) for c in (a, b))
+            assert got == want and got, view
+        dead = "SELECT reason, payload FROM dead_letters ORDER BY ALL"
+        assert a.execute(dead).fetchall() == b.execute(dead).fetchall()
+    finally:
+        a.close()
+        b.close()
