@@ -109,3 +109,16 @@ def test_env_overrides_config_file_and_secrets_never_print(tmp_path):
         os.environ.update(old)
     assert "SUPERSECRET" not in repr(settings) and "SUPERSECRET" not in str(settings.model_dump())
     assert settings.eventhub.connection_string.get_secret_value().endswith("SUPERSECRET")
+
+
+@pytest.mark.parametrize("env, says", [
+    ({}, "AMLWH_EVENTHUB__CONNECTION_STRING"),
+    ({"AMLWH_EVENTHUB__CONNECTION_STRING": "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;"
+      "SharedAccessKey=c2VjcmV0;EntityPath=eh1"}, "AMLWH_CHECKPOINT__CONNECTION_STRING"),
+    ({"AMLWH_EVENTHUB__STARTING_POSITION": "yesterday"}, "[eventhub] starting_position"),
+])
+def test_worker_configuration_mistakes_are_explained(env, says, tmp_path):
+    proc = amlwh("run", env={"AMLWH_WAREHOUSE__PATH": str(tmp_path / "wh"), **env}, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert "c2VjcmV0" not in proc.stderr
