@@ -91,7 +91,8 @@ class CheckpointSettings(BaseModel):
 class OrderingSettings(BaseModel):
     model_config = _SECTION
     max_lateness_s: float = Field(30.0, ge=0)
-    max_buffered_events: int = Field(50_000, gt=0, description="per partition; forces early release")
+    max_buffered_events: int = Field(
+        50_000, gt=0, description="whole process, shared by the owned partitions; forces early release")
     max_future_skew_s: float = Field(300.0, ge=0, description="event times past enqueued+skew order as enqueued+skew")
 
 

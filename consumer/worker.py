@@ -27,6 +27,9 @@ from transforms.decode import DecodeRules
 
 log = logging.getLogger("amlwh.worker")
 _BACKOFF_S = (0.5, 30.0)  # first and largest delay between checkpoint retries
+# The blob SDK retries an unreachable store for ~80 s (15 s first backoff) while we hold the
+# flush lock: bound one attempt and let our own backoff retry it.
+_CHECKPOINT_TIMEOUT_S = 5.0
 
 
 def _wall_us() -> int:
@@ -93,6 +96,7 @@ class Worker:
         self.contexts[pid] = context
         self.retries[pid] = RetryState()
         self.last_activity_us = _mono_us()
+        self._share_buffer_budget()
         log.info("partition %s claimed", pid)
 
     async def on_partition_close(self, context, reason) -> None:
@@ -101,11 +105,20 @@ class Worker:
         self.contexts.pop(pid, None)
         if pipeline is not None:
             self.closed_counters.append(pipeline.counters)
+            self._share_buffer_budget()
         if pipeline is not None and not self.stopping:
             dropped = pipeline.reset()  # not checkpointed: the new owner re-reads them
             log.warning("partition %s closed (%s): dropped %d buffered event(s) after offset %s",
                         pid, getattr(reason, "name", reason), dropped,
                         pipeline.checkpointed.offset if pipeline.checkpointed else "-")
+
+    def _share_buffer_budget(self) -> None:
+        """[ordering] max_buffered_events bounds the whole process, so memory does not grow
+        with the number of partitions owned: each gets an equal share."""
+        if self.pipelines:
+            share = max(1, self.settings.ordering.max_buffered_events // len(self.pipelines))
+            for pipeline in self.pipelines.values():
+                pipeline.buffer.max_buffered = share
 
     async def on_error(self, context, error) -> None:
         pid = getattr(context, "partition_id", None)
@@ -148,7 +161,8 @@ class Worker:
         w = self.settings.writer
         if self.sink.pending_rows >= w.max_rows:
             return True
-        waiting = self.sink.pending_rows or any(p.unconfirmed for p in self.pipelines.values())
+        waiting = self.sink.pending_rows or any(
+            p.unconfirmed or p.ready is not None for p in self.pipelines.values())  # ready: a failed checkpoint
         return bool(waiting) and _mono_us() - self.last_flush_us >= w.max_seconds * 1e6
 
     async def _maybe_flush(self) -> None:
@@ -166,25 +180,27 @@ class Worker:
             self.last_flush_us = _mono_us()
             marks = {pid: p.confirm_durable() for pid, p in self.pipelines.items()}
             for pid, mark in marks.items():
-                await self._checkpoint(pid, mark, final=final)
+                if not await self._checkpoint(pid, mark, final=final):
+                    break  # the store is failing: the others wait for the next round
 
-    async def _checkpoint(self, pid: str, mark, *, final: bool = False) -> None:
+    async def _checkpoint(self, pid: str, mark, *, final: bool = False) -> bool:
         pipeline, context, retry = self.pipelines.get(pid), self.contexts.get(pid), self.retries.get(pid)
         if mark is None or pipeline is None or context is None or mark == pipeline.checkpointed:
-            return
+            return True
         now = _mono_us()
         if now < retry.next_attempt_us and not final:  # backing off after a storage error
-            return
+            return True
         try:
-            await context.update_checkpoint(mark)
+            await asyncio.wait_for(context.update_checkpoint(mark), _CHECKPOINT_TIMEOUT_S)
         except Exception as exc:  # storage errors are transient: keep the mark, retry later
-            delay = retry.failed(now)
+            delay = retry.failed(_mono_us())  # from the failure: an attempt can take seconds
             log.warning("checkpoint of partition %s at offset %s sequence %s failed (%s: %s); "
                         "retrying in %.1fs", pid, mark.offset, mark.sequence_number,
-                        type(exc).__name__, exc, delay)
-            return
+                        type(exc).__name__, str(exc) or f"no answer in {_CHECKPOINT_TIMEOUT_S:g}s", delay)
+            return False
         retry.failures = 0
         pipeline.checkpoint_done(mark)
+        return True
 
     async def _ticker(self) -> None:
         interval = min(1.0, self.settings.writer.max_seconds)
@@ -257,11 +273,16 @@ class Worker:
         for pipeline in self.pipelines.values():
             self.sink.write(pipeline.drain(wall))
         await self.flush_and_checkpoint(final=True)
+        behind = [pid for pid, p in self.pipelines.items() if p.ready is not None]
+        if behind:
+            log.warning("final checkpoint failed for partition(s) %s: their last durable events "
+                        "will be read again (and skipped as duplicates) after a restart",
+                        ", ".join(sorted(behind)))
         counters = [p.counters for p in self.pipelines.values()] + self.closed_counters
         log.info(
             "stopped: flushed and checkpointed %d partition(s); received %d message(s), "
             "%d event(s) (%d late), %d dead letter(s), %d ignored",
-            len(self.pipelines), sum(c.messages for c in counters), sum(c.events for c in counters),
+            len(self.pipelines) - len(behind), sum(c.messages for c in counters), sum(c.events for c in counters),
             sum(c.late for c in counters), sum(c.dead_letters for c in counters),
             sum(c.ignored for c in counters))
 
