@@ -146,15 +146,15 @@ def disorder(bodies: list[bytes], *, seed: int = 11, late_share: float = 0.01,
         chunk = out[start:start + window]
         rng.shuffle(chunk)
         out[start:start + window] = chunk
-    late = [i for i in range(len(out)) if rng.random() < late_share]
-    moved = [out[i] for i in late]
-    for i in reversed(late):
-        del out[i]
-    for body in moved:
-        out.insert(min(len(out), rng.randrange(len(out) // 2, len(out) + 1)), body)
-    dups = [body for body in out if rng.random() < dup_share]
-    for body in dups:
-        out.insert(rng.randrange(len(out) + 1), body)
+    # hours late: each chosen event is delivered at a random *later* position
+    late = sorted((i for i in range(len(out)) if rng.random() < late_share), reverse=True)
+    for i in late:
+        body = out.pop(i)
+        out.insert(rng.randrange(i, len(out) + 1), body)
+    # redeliveries come after the original
+    dups = sorted((i for i in range(len(out)) if rng.random() < dup_share), reverse=True)
+    for i in dups:
+        out.insert(rng.randrange(i + 1, len(out) + 1), out[i])
     return out
 
 
