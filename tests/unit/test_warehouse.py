@@ -18,6 +18,20 @@ def test_ddl_and_row_builder_agree_on_every_table():
         assert tuple(schema.names) + ("event_date",) == TABLE_COLUMNS[name]
 
 
+def test_arrow_schemas_match_what_duckdb_derives_from_the_ddl():
+    import duckdb
+
+    from consumer.sqlfiles import PARTITION_COLUMN, table_ddl
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for name, ddl in table_ddl().items():
+        con.execute(ddl)
+        schema = con.sql(f"SELECT * FROM {name} LIMIT 0").to_arrow_table().schema
+        expected = schema.remove(schema.get_field_index(PARTITION_COLUMN))
+        assert [(f.name, f.type) for f in table_schemas()[name]] == [(f.name, f.type) for f in expected], name
+
+
 def test_flush_commits_and_second_writer_skips_stored_events(tmp_path):
     bodies = [run_event("r1", "Running", "2025-01-01T00:00:00Z"),
               run_event("r1", "Completed", "2025-01-02T00:00:00Z")]
