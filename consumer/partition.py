@@ -1,4 +1,4 @@
-"""Per-partition pipeline of the live worker: decode -> reorder buffer -> rows,
+"""Per-partition pipeline of the live worker: decode -> rows -> reorder buffer -> batch,
 and the bookkeeping that says how far the partition may be checkpointed.
 
 No network and no clock here: the worker passes message coordinates and `now`.
@@ -16,7 +16,7 @@ from transforms.decode import DecodeRules, decode_body
 from transforms.models import RunData
 from transforms.ordering import Released, ReorderBuffer
 from transforms.records import AmlEvent, DecodeResult, Origin
-from transforms.rows import TableRows
+from transforms.rows import TableRows, event_rows
 from transforms.status import STATUS_RANK, run_event_status
 
 
@@ -86,32 +86,32 @@ class PartitionPipeline:
                 ordering_us = event.envelope.event_time_us
                 if msg.enqueued_us is not None:  # a producer clock far ahead must not stall the partition
                     ordering_us = min(ordering_us, msg.enqueued_us + self.max_future_skew_us)
-                self.buffer.push(event, subject=event.envelope.subject, event_time_us=ordering_us,
-                                 rank=_rank(event), sequence=msg.sequence_number, now_us=now_us)
+                # the buffer holds the normalized rows, not the parsed event: a third of the memory
+                self.buffer.push(event_rows(event, ingested_us), subject=event.envelope.subject,
+                                 event_time_us=ordering_us, rank=_rank(event),
+                                 sequence=msg.sequence_number, now_us=now_us)
             self.unconfirmed.append(Mark(msg.offset, msg.sequence_number))
         self.counters.dead_letters += len(bad.dead_letters)
         self.counters.ignored += len(bad.ignored)
-        self._add_released(rows, self.buffer.release(now_us), ingested_us)
+        self._add_released(rows, self.buffer.release(now_us))
         return rows, bad
 
-    def tick(self, now_us: int, ingested_us: int) -> TableRows:
+    def tick(self, now_us: int) -> TableRows:
         """Release what is due by time alone (idle partitions)."""
         rows = TableRows()
-        self._add_released(rows, self.buffer.release(now_us), ingested_us)
+        self._add_released(rows, self.buffer.release(now_us))
         return rows
 
-    def drain(self, ingested_us: int) -> TableRows:
+    def drain(self) -> TableRows:
         rows = TableRows()
-        self._add_released(rows, self.buffer.drain(), ingested_us)
+        self._add_released(rows, self.buffer.drain())
         return rows
 
-    def _add_released(self, rows: TableRows, released: list[Released], ingested_us: int) -> None:
+    def _add_released(self, rows: TableRows, released: list[Released]) -> None:
         for item in released:
-            event: AmlEvent = item.item
-            event.late = item.late
             self.counters.events += 1
             self.counters.late += item.late
-            rows.add_event(event, ingested_us)
+            rows.add_event_rows(item.item, item.late)
 
     def confirm_durable(self) -> Mark | None:
         """Call right after a flush: advance `ready` to the last message wholly durable."""

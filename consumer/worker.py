@@ -208,9 +208,9 @@ class Worker:
             await asyncio.sleep(interval)
             if self.stopping or self.fatal:
                 continue
-            now, wall = _mono_us(), _wall_us()
+            now = _mono_us()
             for pipeline in list(self.pipelines.values()):
-                self.sink.write(pipeline.tick(now, wall))
+                self.sink.write(pipeline.tick(now))
             await self._maybe_flush()
             if self._idle_long_enough(now):
                 log.info("no events for %.0fs on %d partition(s): stopping (--stop-when-idle)",
@@ -274,9 +274,8 @@ class Worker:
         self.stopping = True
         if self.fatal is not None:
             return  # the warehouse failed: nothing more may be acknowledged
-        wall = _wall_us()
         for pipeline in self.pipelines.values():
-            self.sink.write(pipeline.drain(wall))
+            self.sink.write(pipeline.drain())
         await self.flush_and_checkpoint(final=True)
         behind = [pid for pid, p in self.pipelines.items() if p.ready is not None]
         if behind:

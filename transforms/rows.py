@@ -8,6 +8,7 @@ the message it came from and its `event_date` partition.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import orjson
@@ -110,58 +111,75 @@ class TableRows:
             )
 
     def add_event(self, event: AmlEvent, ingested_us: int) -> None:
-        env, data = event.envelope, event.data
-        key = env.key
-        head = (key, env.workspace, env.workspace_name, env.event_id)
-        tail = _coords(event.origin, event.index, ingested_us) + (utc_day_of(env.event_time_us),)
+        self.add_event_rows(event_rows(event, ingested_us), event.late)
+
+    def add_event_rows(self, prepared: EventRows, late: bool) -> None:
         owner = len(self.rows["raw_events"])
-        if isinstance(data, RunData):
-            self._fact("run_events", owner, head + self._run(env.event_type, env, data) + tail)
-        elif isinstance(data, ModelRegisteredData):
-            self._fact("model_registrations", owner,
-                head + (env.subject, env.event_time_us, data.model_name, data.model_version,
-                        _json(data.model_tags), _json(data.model_properties)) + tail
-            )
-        elif isinstance(data, ModelDeployedData):
-            models: Iterable[tuple[str | None, str | None]] = parse_model_ids(data.model_ids) or [
-                (None, None)  # a deployment without model ids still shows as one row
-            ]
-            tags, props = _json(data.service_tags), _json(data.service_properties)
-            for ordinal, (name, version) in enumerate(models):
-                self._fact("model_deployments", owner,
-                    head + (env.subject, env.event_time_us, data.service_name,
-                            data.service_compute_type, ordinal, name, version, data.model_ids,
-                            tags, props) + tail
-                )
-        elif isinstance(data, DriftData):
-            self._fact("drift_detections", owner,
-                head + (env.subject, env.event_time_us, data.data_drift_id, data.data_drift_name,
-                        data.run_id, data.base_dataset_id, data.target_dataset_id,
-                        data.drift_coefficient, data.start_time, data.end_time) + tail
-            )
-        self.rows["raw_events"].append(
-            head + (env.event_type, env.schema, env.subject, env.event_time_us, env.time_source,
-                    env.data_version, ",".join(env.quirks) or None, event.late,
-                    event.payload) + tail
-        )
+        for table, row in prepared.facts:
+            self._fact(table, owner, row)
+        raw = prepared.raw
+        if late:
+            raw = raw[:_LATE] + (True,) + raw[_LATE + 1:]
+        self.rows["raw_events"].append(raw)
 
     def _fact(self, table: str, owner: int, row: tuple) -> None:
         self.rows[table].append(row)
         self.owners[table].append(owner)
 
-    @staticmethod
-    def _run(event_type: str, env: Any, data: RunData) -> tuple:
-        status = run_event_status(data.run_status)
-        if event_type == RUN_COMPLETED and status != "Completed":
-            env.quirks.append("run_completed_with_status")
-        tags, props = data.run_tags, data.run_properties
-        return (
-            event_type, env.subject, env.event_time_us, data.run_id, data.experiment_id,
-            data.experiment_name, data.run_type, status, data.run_status, STATUS_RANK[status],
-            _first("azureml.pipelinerunid", tags, props),
-            _first("azureml.pipelineid", props, tags),
-            _first("computeTargetType", props, tags),
-            _first("stepType", props, tags),
-            _json(tags), _json(props),
-        )
+def _run(event_type: str, env: Any, data: RunData) -> tuple:
+    status = run_event_status(data.run_status)
+    if event_type == RUN_COMPLETED and status != "Completed":
+        env.quirks.append("run_completed_with_status")
+    tags, props = data.run_tags, data.run_properties
+    return (
+        event_type, env.subject, env.event_time_us, data.run_id, data.experiment_id,
+        data.experiment_name, data.run_type, status, data.run_status, STATUS_RANK[status],
+        _first("azureml.pipelinerunid", tags, props),
+        _first("azureml.pipelineid", props, tags),
+        _first("computeTargetType", props, tags),
+        _first("stepType", props, tags),
+        _json(tags), _json(props),
+    )
 
+
+@dataclass(slots=True)
+class EventRows:
+    """One event's rows, normalized but not yet placed in a batch: compact enough for
+    the worker's reorder buffer to hold instead of the parsed event (~3x smaller)."""
+
+    facts: list[tuple[str, tuple]]
+    raw: tuple  # raw_events row with late=False
+
+
+_LATE = TABLE_COLUMNS["raw_events"].index("late")
+
+
+def event_rows(event: AmlEvent, ingested_us: int) -> EventRows:
+    env, data = event.envelope, event.data
+    head = (env.key, env.workspace, env.workspace_name, env.event_id)
+    tail = _coords(event.origin, event.index, ingested_us) + (utc_day_of(env.event_time_us),)
+    facts: list[tuple[str, tuple]] = []
+    if isinstance(data, RunData):
+        facts.append(("run_events", head + _run(env.event_type, env, data) + tail))
+    elif isinstance(data, ModelRegisteredData):
+        facts.append(("model_registrations", head + (
+            env.subject, env.event_time_us, data.model_name, data.model_version,
+            _json(data.model_tags), _json(data.model_properties)) + tail))
+    elif isinstance(data, ModelDeployedData):
+        models: Iterable[tuple[str | None, str | None]] = parse_model_ids(data.model_ids) or [
+            (None, None)  # a deployment without model ids still shows as one row
+        ]
+        tags, props = _json(data.service_tags), _json(data.service_properties)
+        for ordinal, (name, version) in enumerate(models):
+            facts.append(("model_deployments", head + (
+                env.subject, env.event_time_us, data.service_name, data.service_compute_type,
+                ordinal, name, version, data.model_ids, tags, props) + tail))
+    elif isinstance(data, DriftData):
+        facts.append(("drift_detections", head + (
+            env.subject, env.event_time_us, data.data_drift_id, data.data_drift_name, data.run_id,
+            data.base_dataset_id, data.target_dataset_id, data.drift_coefficient, data.start_time,
+            data.end_time) + tail))
+    # built after the facts: _run may add a quirk
+    raw = head + (env.event_type, env.schema, env.subject, env.event_time_us, env.time_source,
+                  env.data_version, ",".join(env.quirks) or None, False, event.payload) + tail
+    return EventRows(facts, raw)

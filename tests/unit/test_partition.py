@@ -30,7 +30,7 @@ def test_checkpoint_stops_before_the_oldest_buffered_event():
     assert mark is not None and mark.sequence_number == 1
     p.accept([message(4, 7)], now_us=1, ingested_us=0)  # watermark 10:06 releases sequence 2
     assert p.confirm_durable().sequence_number == 3  # 4 is buffered
-    p.drain(0)
+    p.drain()
     assert p.confirm_durable().sequence_number == 4
 
 
@@ -68,7 +68,7 @@ def test_ready_mark_never_passes_a_buffered_event(steps):
             oldest = p.buffer.oldest_sequence
             if mark is not None and oldest is not None:
                 assert mark.sequence_number < oldest
-    p.drain(0)
+    p.drain()
     final = p.confirm_durable()
     assert (final.sequence_number if final else 0) == seq
     assert not p.unconfirmed
