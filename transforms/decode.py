@@ -108,7 +108,11 @@ def _decode_object(
     out: DecodeResult,
 ) -> None:
     def payload() -> bytes:
-        return body if index is None else orjson.dumps(obj)
+        if index is None:
+            return body
+        # an exact-size copy: orjson's result keeps a ~4 KB allocation, and the worker
+        # holds payloads in its reorder buffer
+        return bytes(memoryview(orjson.dumps(obj)))
 
     if not isinstance(obj, dict):
         where = "the body" if index is None else f"array element {index}"

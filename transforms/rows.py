@@ -55,9 +55,10 @@ TABLE_COLUMNS = {name: cols + COORD_COLUMNS + ("event_date",) for name, cols in 
 EVENT_TABLES = ("run_events", "model_registrations", "model_deployments", "drift_detections")
 
 
-def _json(value: dict[str, Any]) -> bytes:
-    # UTF-8 bytes, not str: the writer stores them as VARCHAR without a decode/encode round trip
-    return orjson.dumps(value)
+def _json(value: dict[str, Any]) -> str:
+    # str, not orjson's bytes: those keep a ~4 KB allocation each, which matters when the
+    # worker's reorder buffer holds tens of thousands of rows
+    return orjson.dumps(value).decode()
 
 
 def _first(key: str, *maps: dict[str, Any]) -> str | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .processes import terminate
 from .server import DEFAULT_KEY, DEFAULT_KEY_NAME, format_hub_specs, parse_hub_specs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -81,13 +81,7 @@ class LocalHub:
         """Graceful stop (SIGTERM): clients see their connections closed."""
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        terminate(self._proc, timeout)
         self._proc = None
 
     def kill(self) -> None:
