@@ -102,6 +102,12 @@ class WriterSettings(BaseModel):
     max_seconds: float = Field(2.0, gt=0)
 
 
+class MetricsSettings(BaseModel):
+    model_config = _SECTION
+    port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port for `run`; 0 = off")
+    host: str = "0.0.0.0"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AMLWH_", env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -113,6 +119,7 @@ class Settings(BaseSettings):
     checkpoint: CheckpointSettings = CheckpointSettings()
     ordering: OrderingSettings = OrderingSettings()
     writer: WriterSettings = WriterSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 class ConfigError(Exception):

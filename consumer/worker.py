@@ -233,6 +233,10 @@ class Worker:
         # Arrow's default pool keeps freed memory for reuse; a long-running process with
         # bursty flushes holds less with the system allocator at the same throughput.
         pa.set_memory_pool(pa.system_memory_pool())
+        if self.settings.metrics.port:
+            from consumer.metrics import serve_metrics
+
+            serve_metrics(self, self.settings.metrics.port, self.settings.metrics.host)
         eh = self.settings.eventhub
         self.hub = eventhub_name(eh)
         loop = asyncio.get_running_loop()

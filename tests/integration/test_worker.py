@@ -47,11 +47,20 @@ def test_worker_end_to_end_then_graceful_stop(tmp_path, local_hub, make_hub, azu
     assert len(bodies) > 2500 and foreign
 
     warehouse = tmp_path / "wh"
+    from tests.stack.processes import free_port
+    metrics_port = free_port()
     env = worker_env(local_hub.connection_string(hub), azurite.connection_string, checkpoint_container,
-                     warehouse, AMLWH_FILTER__WORKSPACES=f'["{WORKSPACE}"]')
+                     warehouse, AMLWH_FILTER__WORKSPACES=f'["{WORKSPACE}"]',
+                     AMLWH_METRICS__PORT=str(metrics_port), AMLWH_METRICS__HOST="127.0.0.1")
     proc = start_worker(env, tmp_path / "worker.log")
     try:
         assert wait_for_events(warehouse, distinct, timeout=60, proc=proc) == distinct
+        import urllib.request
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        received = sum(float(line.split()[-1]) for line in scraped.splitlines()
+                       if line.startswith("amlwh_messages_received_total{"))
+        assert received == len(bodies) + len(poison)
+        assert "amlwh_buffered_events{" in scraped and "amlwh_dead_letters_total{" in scraped
     finally:
         code = stop_worker(proc)
     log = (tmp_path / "worker.log").read_text()
