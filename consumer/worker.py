@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from azure.core.exceptions import AzureError
+
 from consumer.checkpoints import checkpoint_store
 from consumer.config import Settings
 from consumer.eventhub import consumer_client, eventhub_name
@@ -30,6 +32,9 @@ _BACKOFF_S = (0.5, 30.0)  # first and largest delay between checkpoint retries
 # The blob SDK retries an unreachable store for ~80 s (15 s first backoff) while we hold the
 # flush lock: bound one attempt and let our own backoff retry it.
 _CHECKPOINT_TIMEOUT_S = 5.0
+# What a checkpoint write may fail with when storage is slow or away; anything else is
+# a bug and stops the worker (nothing past the last good checkpoint is lost by that).
+_TRANSIENT_STORAGE_ERRORS = (AzureError, asyncio.TimeoutError, OSError)
 
 
 def _wall_us() -> int:
@@ -192,7 +197,7 @@ class Worker:
             return True
         try:
             await asyncio.wait_for(context.update_checkpoint(mark), _CHECKPOINT_TIMEOUT_S)
-        except Exception as exc:  # storage errors are transient: keep the mark, retry later
+        except _TRANSIENT_STORAGE_ERRORS as exc:  # keep the mark, retry later
             delay = retry.failed(_mono_us())  # from the failure: an attempt can take seconds
             log.warning("checkpoint of partition %s at offset %s sequence %s failed (%s: %s); "
                         "retrying in %.1fs", pid, mark.offset, mark.sequence_number,
@@ -203,6 +208,14 @@ class Worker:
         return True
 
     async def _ticker(self) -> None:
+        try:
+            await self._tick_forever()
+        except Exception as exc:  # a dead ticker would stop idle releases silently
+            log.exception("worker timer failed; stopping")
+            self.fatal = exc
+            self._stop.set()
+
+    async def _tick_forever(self) -> None:
         interval = min(1.0, self.settings.writer.max_seconds)
         while not self._stop.is_set():
             await asyncio.sleep(interval)
