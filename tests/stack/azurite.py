@@ -20,7 +20,7 @@ from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
-from .processes import free_port, terminate, wait_for_port
+from .processes import ChildProcess, free_port, terminate, wait_for_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AZURITE_BIN = REPO_ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -30,7 +30,7 @@ API_VERSION = "2021-08-06"
 START_TIMEOUT_S = 30.0
 
 
-class Azurite:
+class Azurite(ChildProcess):
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, location: str | None = None):
         if not AZURITE_BIN.exists():
             raise RuntimeError(f"Azurite is not installed at {AZURITE_BIN}; run `make install` "
@@ -79,14 +79,6 @@ class Azurite:
         self.stop()
         if self._own_location:
             shutil.rmtree(self.location, ignore_errors=True)
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def __enter__(self) -> Azurite:
         return self.start()

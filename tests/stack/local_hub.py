@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .processes import terminate
+from .processes import ChildProcess, terminate
 from .server import DEFAULT_KEY, DEFAULT_KEY_NAME, format_hub_specs, parse_hub_specs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ class HubControlError(RuntimeError):
     pass
 
 
-class LocalHub:
+class LocalHub(ChildProcess):
     def __init__(self, hubs: str | dict[str, int] = "eh1:4", *, persist_dir: str | None = None,
                  host: str = "127.0.0.1", port: int = 0, key_name: str = DEFAULT_KEY_NAME,
                  key: str = DEFAULT_KEY, work_dir: str | None = None):
@@ -101,14 +101,6 @@ class LocalHub:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def log_tail(self, lines: int = 40) -> str:
         try:

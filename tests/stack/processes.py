@@ -45,3 +45,17 @@ def terminate(proc: subprocess.Popen, timeout: float, *, group: bool = False) ->
     except subprocess.TimeoutExpired:
         send(signal.SIGKILL)
         proc.wait()
+
+
+class ChildProcess:
+    """State shared by helpers that run one child process (`_proc`)."""
+
+    _proc: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
