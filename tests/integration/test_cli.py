@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 HAND_CHECKED = REPO / "tests" / "data" / "hand_checked.ndjson"
 
 
-@pytest.mark.parametrize("command", [[], ["backfill"], ["backfill", "files"], ["query"], ["views"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["backfill"], ["backfill", "files"], ["publish"], ["query"], ["views"]])
 def test_every_command_has_help(command):
     proc = amlwh(*command, "--help")
     assert proc.stdout.startswith("usage: amlwh")
