@@ -14,7 +14,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -47,7 +47,6 @@ class BackfillSummary:
     bytes_read: int = 0
     seconds: float = 0.0
     workers: int = 0
-    commits: list[FlushStats] = field(default_factory=list, repr=False)
 
     def absorb(self, stats: FlushStats) -> None:
         self.events_written += stats.events
@@ -55,15 +54,13 @@ class BackfillSummary:
 
 
 @dataclass
-class Chunk:
+class Block:
     """A run of whole lines of one file (or a whole-document file), undecoded."""
 
     file: str
     first_line: int
     data: bytes
     whole_document: bool
-    rules: DecodeRules
-    ingested_us: int
 
     def bodies(self) -> list[bytes]:
         if self.whole_document:
@@ -72,6 +69,15 @@ class Chunk:
         if lines and not lines[-1]:
             lines.pop()  # the newline that ends the last line
         return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+@dataclass
+class Chunk:
+    """One decode task: a block with the rules and the ingest stamp of its rows."""
+
+    block: Block
+    rules: DecodeRules
+    ingested_us: int
 
 
 @dataclass
@@ -107,49 +113,43 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
-def read_bodies(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, body) pairs; a whole-document file is one body at line 1."""
+def read_blocks(path: Path) -> Iterator[Block]:
+    """Newline-aligned blocks of a file: callers never iterate single lines in Python."""
+    name = str(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as fh:
         if path.name.endswith(WHOLE_SUFFIXES):
-            yield 1, fh.read()
+            yield Block(name, 1, fh.read(), True)
             return
-        for number, line in enumerate(fh, start=1):
-            yield number, line.rstrip(b"\r\n")
+        line, carry = 1, b""
+        while True:
+            block = fh.read(CHUNK_BYTES)
+            if not block:
+                break
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a block: keep reading
+                carry = data
+                continue
+            carry = data[cut:]
+            yield Block(name, line, data[:cut], False)
+            line += data.count(b"\n", 0, cut)
+        if carry:
+            yield Block(name, line, carry, False)
 
 
 def _chunks(files: list[Path], rules: DecodeRules, now_us: Callable[[], int]) -> Iterator[Chunk]:
-    """Newline-aligned blocks: the parent never touches single lines, workers split them."""
     for path in files:
-        name = str(path)
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rb") as fh:
-            if path.name.endswith(WHOLE_SUFFIXES):
-                yield Chunk(name, 1, fh.read(), True, rules, now_us())
-                continue
-            line, carry = 1, b""
-            while True:
-                block = fh.read(CHUNK_BYTES)
-                if not block:
-                    break
-                data = carry + block
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:  # one line longer than a block: keep reading
-                    carry = data
-                    continue
-                carry = data[cut:]
-                yield Chunk(name, line, data[:cut], False, rules, now_us())
-                line += data.count(b"\n", 0, cut)
-            if carry:
-                yield Chunk(name, line, carry, False, rules, now_us())
+        for block in read_blocks(path):
+            yield Chunk(block, rules, now_us())
 
 
 def decode_chunk(chunk: Chunk) -> DecodedChunk:
     """Decode one chunk of bodies into an Arrow batch (runs in a worker process)."""
     rows = TableRows()
     blank = events = ignored = dead = 0
-    file, first, rules, stamp = chunk.file, chunk.first_line, chunk.rules, chunk.ingested_us
-    bodies = chunk.bodies()
+    block, rules, stamp = chunk.block, chunk.rules, chunk.ingested_us
+    file, first, bodies = block.file, block.first_line, block.bodies()
     for offset, body in enumerate(bodies):
         if not body.strip():
             blank += 1
@@ -159,7 +159,7 @@ def decode_chunk(chunk: Chunk) -> DecodedChunk:
         ignored += len(result.ignored)
         dead += len(result.dead_letters)
         rows.add(result, stamp)
-    return DecodedChunk(to_arrow(rows), len(bodies) - blank, blank, events, ignored, dead, len(chunk.data))
+    return DecodedChunk(to_arrow(rows), len(bodies) - blank, blank, events, ignored, dead, len(block.data))
 
 
 def _decoded(chunks: Iterator[Chunk], workers: int) -> Iterator[DecodedChunk]:

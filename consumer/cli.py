@@ -27,11 +27,8 @@ def _rules(settings: Settings):
 def _warehouse(settings: Settings):
     from consumer.warehouse import ParquetWarehouse
 
-    compression = settings.warehouse.compression
     return ParquetWarehouse(
-        settings.warehouse.path, compression="none" if compression == "none" else compression,
-        now_us=_now_us,
-    )
+        settings.warehouse.path, compression=settings.warehouse.compression, now_us=_now_us)
 
 
 def cmd_backfill_files(args: argparse.Namespace, settings: Settings) -> int:

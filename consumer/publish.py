@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from consumer.backfill import expand_paths, read_bodies
+from consumer.backfill import expand_paths, read_blocks
 from consumer.config import EventHubSettings
 from consumer.eventhub import producer_client
 
@@ -56,12 +56,13 @@ async def publish_files(paths: list[Path], settings: EventHubSettings, *, key_by
     )
     async with producer:
         for path in expand_paths(paths):
-            for _, body in read_bodies(path):
-                if not body.strip():
-                    continue
-                key = subject_of(body) if key_by_subject else None
-                summary.keyed += key is not None
-                await producer.send_event(EventData(body), partition_key=key)
+            for block in read_blocks(path):
+                for body in block.bodies():
+                    if not body.strip():
+                        continue
+                    key = subject_of(body) if key_by_subject else None
+                    summary.keyed += key is not None
+                    await producer.send_event(EventData(body), partition_key=key)
         await producer.flush()
     return summary
 

@@ -84,10 +84,6 @@ class ParquetWarehouse:
     def pending_rows(self) -> int:
         return self._pending_rows
 
-    @property
-    def pending_events(self) -> int:
-        return self._pending_events
-
     def flush(self) -> FlushStats:
         """Commit everything written since the last flush. Raises WarehouseWriteError."""
         stats = FlushStats()

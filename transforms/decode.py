@@ -12,7 +12,13 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from transforms.envelope import EnvelopeError, data_object, read_envelope
+from transforms.envelope import (
+    EnvelopeError,
+    canonical_event_type,
+    canonical_workspace,
+    data_object,
+    read_envelope,
+)
 from transforms.models import DriftData, ModelDeployedData, ModelRegisteredData, RunData
 from transforms.records import (
     AML_EVENT_TYPES,
@@ -63,8 +69,6 @@ class DecodeRules:
 
     @classmethod
     def build(cls, workspaces: list[str], event_types: list[str]) -> DecodeRules:
-        from transforms.envelope import canonical_event_type, canonical_workspace
-
         return cls(
             workspaces=frozenset(canonical_workspace(w)[0] for w in workspaces),
             event_types=frozenset(canonical_event_type(t) for t in event_types),

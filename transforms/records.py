@@ -37,14 +37,6 @@ class Origin(NamedTuple):
     file: str | None = None
     line: int | None = None
 
-    def describe(self) -> str:
-        if self.source_kind == "eventhub":
-            return (
-                f"partition {self.partition_id} offset {self.offset} "
-                f"sequence {self.sequence_number}"
-            )
-        return f"{self.file}:{self.line}"
-
     def identity(self) -> bytes:
         """Stable identity of the message body, for keys of rows that have no event id."""
         parts = (

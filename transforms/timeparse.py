@@ -42,10 +42,6 @@ def parse_instant_us(text: object) -> int:
         raise InvalidTime(f"date-time out of range: {text!r}") from None
 
 
-def utc_date_of(us: int) -> date:
-    """The UTC calendar date of an instant given in microseconds."""
-    return _EPOCH_DATE + timedelta(days=us // _US_PER_DAY)
-
 
 def utc_day_of(us: int) -> int:
     """Days since 1970-01-01 of the UTC date of an instant (Arrow's date32 value)."""
@@ -55,12 +51,6 @@ def utc_day_of(us: int) -> int:
 def date_of_day(day: int) -> date:
     return _EPOCH_DATE + timedelta(days=day)
 
-
-def us_from_datetime(value: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime (naive = UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return (value - _EPOCH) // _ONE_US
 
 
 def datetime_from_us(us: int) -> datetime:

@@ -13,8 +13,8 @@ from transforms.decode import DecodeRules
 def lines_with_numbers(path, block_bytes, monkeypatch):
     monkeypatch.setattr(backfill, "CHUNK_BYTES", block_bytes)
     out = []
-    for chunk in backfill._chunks([path], DecodeRules(), lambda: 0):
-        out += [(chunk.first_line + i, body) for i, body in enumerate(chunk.bodies())]
+    for block in backfill.read_blocks(path):
+        out += [(block.first_line + i, body) for i, body in enumerate(block.bodies())]
     return out
 
 
