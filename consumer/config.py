@@ -100,6 +100,12 @@ class WriterSettings(BaseModel):
     model_config = _SECTION
     max_rows: int = Field(20_000, gt=0)
     max_seconds: float = Field(2.0, gt=0)
+    # flush sooner once no batch arrived for this long: a caught-up or paused stream
+    # becomes durable (and checkpointed) without waiting out max_seconds
+    idle_flush_s: float = Field(0.5, gt=0)
+    # at every flush, also replace the provisional files with what the reorder buffers hold,
+    # so queries see events within a flush of their arrival (consumer/provisional.py)
+    provisional: bool = True
 
 
 class MetricsSettings(BaseModel):

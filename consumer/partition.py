@@ -5,10 +5,17 @@ No network and no clock here: the worker passes message coordinates and `now`.
 Checkpoint rule: after a flush made every released row durable, the partition
 may be checkpointed at the last received message whose sequence number is
 below the oldest one still in the reorder buffer — never past a buffered event.
+
+Threads: the worker runs `accept` in a decode thread so the event loop keeps
+receiving. `guard` serializes every method that touches the buffer, and the
+worker's `in_flight` count (kept on the loop) covers the gap between a batch
+being handed to the decode thread and its released rows reaching the sink:
+while a pipeline has batches in flight, no flush may take its checkpoint frontier.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -64,6 +71,9 @@ class PartitionPipeline:
     ready: Mark | None = None  # durable and not yet checkpointed
     checkpointed: Mark | None = None
     counters: PartitionCounters = field(default_factory=PartitionCounters)
+    in_flight: int = 0  # batches between the SDK callback and the sink (kept by the worker)
+    guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _held_version: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.buffer = ReorderBuffer(self.max_lateness_us, self.max_buffered)
@@ -71,6 +81,10 @@ class PartitionPipeline:
     def accept(self, messages: list[Message], now_us: int, ingested_us: int) -> tuple[TableRows, DecodeResult]:
         """Decode messages; dead letters and ignored rows go straight to the rows,
         events into the reorder buffer; then whatever is due comes out."""
+        with self.guard:
+            return self._accept(messages, now_us, ingested_us)
+
+    def _accept(self, messages: list[Message], now_us: int, ingested_us: int) -> tuple[TableRows, DecodeResult]:
         rows = TableRows()
         bad = DecodeResult()
         for msg in messages:
@@ -99,12 +113,14 @@ class PartitionPipeline:
     def tick(self, now_us: int) -> TableRows:
         """Release what is due by time alone (idle partitions)."""
         rows = TableRows()
-        self._add_released(rows, self.buffer.release(now_us))
+        with self.guard:
+            self._add_released(rows, self.buffer.release(now_us))
         return rows
 
     def drain(self) -> TableRows:
         rows = TableRows()
-        self._add_released(rows, self.buffer.drain())
+        with self.guard:
+            self._add_released(rows, self.buffer.drain())
         return rows
 
     def _add_released(self, rows: TableRows, released: list[Released]) -> None:
@@ -113,12 +129,36 @@ class PartitionPipeline:
             self.counters.late += item.late
             rows.add_event_rows(item.item, item.late)
 
-    def confirm_durable(self) -> Mark | None:
-        """Call right after a flush: advance `ready` to the last message wholly durable."""
-        frontier = self.buffer.oldest_sequence
-        while self.unconfirmed and (frontier is None or self.unconfirmed[0].sequence_number < frontier):
-            self.ready = self.unconfirmed.popleft()
+    def take_held(self) -> list | None:
+        """The rows of every event still buffered, if they changed since the last call
+        (for the provisional files that make them visible before release)."""
+        with self.guard:
+            version = self.buffer.version
+            if version == self._held_version:
+                return None
+            self._held_version = version
+            return self.buffer.held()
+
+    def take_frontier(self) -> Mark | None:
+        """When the sink's batch is taken for a flush: the last received message whose
+        events have all left the buffer (so are in that batch or an earlier one), or None
+        when that has not moved. Pass it to `confirm` once the flush is durable."""
+        frontier_mark = None
+        with self.guard:
+            frontier = self.buffer.oldest_sequence
+            while self.unconfirmed and (frontier is None or self.unconfirmed[0].sequence_number < frontier):
+                frontier_mark = self.unconfirmed.popleft()
+        return frontier_mark
+
+    def confirm(self, mark: Mark | None) -> Mark | None:
+        """The flush that `mark` was taken with is durable: it may be checkpointed."""
+        if mark is not None:
+            self.ready = mark
         return self.ready
+
+    def confirm_durable(self) -> Mark | None:
+        """Right after a synchronous flush: advance `ready` to the last message wholly durable."""
+        return self.confirm(self.take_frontier())
 
     def checkpoint_done(self, mark: Mark) -> None:
         self.checkpointed = mark
@@ -127,7 +167,8 @@ class PartitionPipeline:
 
     def reset(self) -> int:
         """Ownership lost: forget everything unflushed; the next owner re-reads it."""
-        dropped = self.buffer.clear()
-        self.unconfirmed.clear()
-        self.ready = None
+        with self.guard:  # waits for a decode still running in the worker's thread
+            dropped = self.buffer.clear()
+            self.unconfirmed.clear()
+            self.ready = None
         return dropped

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from consumer.provisional import provisional_glob
 from consumer.sqlfiles import PARTITION_COLUMN, table_ddl, view_sql
 
 # Statement types a query may run: nothing that writes files or changes state.
@@ -40,19 +41,26 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE SCHEMA store")
+    con.execute("CREATE SCHEMA mem")  # in-memory tables standing in for tables with no files yet
     for name, ddl in table_ddl().items():
         folder = warehouse / name
         if any(folder.glob("*/*.parquet")):
             pattern = _sql_string(str(folder / "*" / "*.parquet"))
-            con.execute(
-                f"CREATE VIEW store.{name} AS SELECT * FROM read_parquet({pattern}, "
+            committed = (
+                f"SELECT *, false AS provisional FROM read_parquet({pattern}, "
                 f"hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': DATE}}, "
                 f"union_by_name = true)"
             )
         else:  # nothing stored yet: an empty table with the same columns
-            con.execute("SET schema = 'store'")
-            con.execute(ddl)
-            con.execute("SET schema = 'main'")
+            con.execute(ddl.replace(f"CREATE TABLE {name}", f"CREATE TABLE mem.{name}", 1))
+            committed = f"SELECT *, false AS provisional FROM mem.{name}"
+        buffered = provisional_glob(warehouse, name)
+        if buffered is not None:  # the live worker's reorder buffers (consumer/provisional.py)
+            committed += (
+                f" UNION ALL BY NAME SELECT *, true AS provisional "
+                f"FROM read_parquet({_sql_string(str(buffered))}, union_by_name = true)"
+            )
+        con.execute(f"CREATE VIEW store.{name} AS {committed}")
     for _, sql in view_sql():
         con.execute(sql)
     return con

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from consumer.batch import OWNER_COLUMN, ArrowBatch, to_arrow
+from consumer.provisional import write_provisional
 from consumer.sqlfiles import PARTITION_COLUMN
 from transforms.rows import EVENT_TABLES, TABLE_COLUMNS, TableRows
 from transforms.timeparse import date_of_day
@@ -85,11 +86,31 @@ class ParquetWarehouse:
         return self._pending_rows
 
     def flush(self) -> FlushStats:
-        """Commit everything written since the last flush. Raises WarehouseWriteError."""
-        stats = FlushStats()
-        if not self._pending_rows:
-            return stats
+        """Commit everything written since the last flush. Raises WarehouseWriteError and
+        then keeps the rows, so a retry can commit them."""
+        pending = self.take_pending()
+        try:
+            return self.commit(pending)
+        except WarehouseWriteError:
+            for name, tables in pending.items():  # nothing was written in between: put it back
+                self._pending[name] = tables
+                self._pending_rows += sum(t.num_rows for t in tables)
+            self._pending_events = sum(t.num_rows for t in pending.get("raw_events", []))
+            raise
+
+    def take_pending(self) -> dict[str, list[pa.Table]]:
+        """Hand over what was written so far and start a new batch: the live worker commits
+        it off the event loop while further writes go to the next batch."""
         pending = {name: tables for name, tables in self._pending.items() if tables}
+        self._pending = {name: [] for name in TABLE_COLUMNS}
+        self._pending_events = self._pending_rows = 0
+        return pending
+
+    def commit(self, pending: dict[str, list[pa.Table]]) -> FlushStats:
+        """Write one taken batch durably (one commit at a time). Raises WarehouseWriteError."""
+        stats = FlushStats()
+        if not pending:
+            return stats
         masks, new_keys = self._deduplicate(pending, stats)
         stamp = datetime.fromtimestamp(self._now_us() / 1e6, timezone.utc).strftime("%Y%m%dT%H%M%S")
         try:
@@ -105,9 +126,14 @@ class ParquetWarehouse:
         for (name, day), keys in new_keys.items():
             current = self._stored_keys.get((name, day))
             self._stored_keys[(name, day)] = np.unique(keys) if current is None else np.union1d(current, keys)
-        self._pending = {name: [] for name in TABLE_COLUMNS}
-        self._pending_events = self._pending_rows = 0
         return stats
+
+    def replace_provisional(self, stem: str, held: list) -> None:
+        """Replace one partition's provisional files (consumer/provisional.py)."""
+        try:
+            write_provisional(self.root, stem, held, self.compression)
+        except OSError as exc:
+            raise WarehouseWriteError(self._explain(exc)) from exc
 
     # -- deduplication ------------------------------------------------------
     def _deduplicate(self, pending: dict[str, list[pa.Table]], stats: FlushStats):

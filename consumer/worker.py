@@ -6,26 +6,37 @@ decode -> reorder buffer -> shared Parquet sink; a flush makes rows durable,
 then each partition is checkpointed no further than its oldest buffered event
 (Quix's order: flush sinks, then commit offsets). Redelivery after a crash or an
 ownership change only re-reads events whose duplicates the views ignore.
+
+Threads: the SDK receives on the event loop, so CPU work there stalls every
+partition's receive. Decoding (a partition's batch -> Arrow rows) runs in one
+decode thread and Parquet commits in one writer thread (Arrow and zstd release
+the GIL), so the loop keeps receiving while both work. Each is a single thread:
+per-partition order and one-commit-at-a-time need no more. Flushes run only
+from the worker's own timer task, never from an SDK callback the SDK may cancel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from azure.core.exceptions import AzureError
 
+from consumer.batch import ArrowBatch, to_arrow
 from consumer.checkpoints import checkpoint_store
 from consumer.config import Settings
 from consumer.eventhub import consumer_client, eventhub_name
 from consumer.partition import Message, PartitionPipeline
+from consumer.provisional import provisional_name
 from consumer.warehouse import ParquetWarehouse, WarehouseWriteError
-from transforms.decode import DecodeRules
+from transforms.decode import DecodeResult, DecodeRules
 
 log = logging.getLogger("amlwh.worker")
 _BACKOFF_S = (0.5, 30.0)  # first and largest delay between checkpoint retries
@@ -35,6 +46,9 @@ _CHECKPOINT_TIMEOUT_S = 5.0
 # What a checkpoint write may fail with when storage is slow or away; anything else is
 # a bug and stops the worker (nothing past the last good checkpoint is lost by that).
 _TRANSIENT_STORAGE_ERRORS = (AzureError, asyncio.TimeoutError, OSError)
+# Received batches waiting for or in the decode thread, over all partitions: enough to
+# keep it busy while the SDK receives, few enough to bound the memory they hold.
+_MAX_BATCHES_IN_FLIGHT = 8
 
 
 def _wall_us() -> int:
@@ -90,6 +104,10 @@ class Worker:
     partition_count: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _flush_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    _decoder: ThreadPoolExecutor | None = None
+    _decode_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_MAX_BATCHES_IN_FLIGHT))
+    _committer: ThreadPoolExecutor | None = None
 
     # -- SDK callbacks --------------------------------------------------------
     async def on_partition_initialize(self, context) -> None:
@@ -153,22 +171,57 @@ class Worker:
                     int(e.enqueued_time.timestamp() * 1e6) if e.enqueued_time else None)
             for e in events
         ]
-        rows, bad = pipeline.accept(messages, _mono_us(), _wall_us())
+        max_rows = self.settings.writer.max_rows
+        while self.sink.pending_rows >= 2 * max_rows and not (self.stopping or self.fatal):
+            await asyncio.sleep(0.005)  # backpressure: the writer is behind
+        await self._decode_slots.acquire()  # backpressure: bounded batches in flight
+        # Not awaited: the SDK goes on receiving this partition while the batch decodes.
+        # The decode thread is FIFO, so a partition's batches are accepted in order; the
+        # rows reach the sink in the done-callback, on the loop.
+        pipeline.in_flight += 1
+        decoded = asyncio.get_running_loop().run_in_executor(
+            self._decoder, self._decode, pipeline, messages, _mono_us(), _wall_us())
+        decoded.add_done_callback(lambda fut: self._landed(pipeline, fut))
+
+    @staticmethod
+    def _decode(pipeline: PartitionPipeline, messages: list[Message], now_us: int,
+                ingested_us: int) -> tuple[ArrowBatch, DecodeResult]:
+        rows, bad = pipeline.accept(messages, now_us, ingested_us)  # in the decode thread
+        return to_arrow(rows), bad
+
+    def _landed(self, pipeline: PartitionPipeline, fut: asyncio.Future) -> None:
+        self._decode_slots.release()
+        if fut.cancelled() or fut.exception() is not None:
+            # in_flight stays up, so nothing of this partition is checkpointed again; stop
+            exc = RuntimeError("decoding cancelled") if fut.cancelled() else fut.exception()
+            log.error("partition %s: processing failed; stopping without checkpointing it",
+                      pipeline.partition_id, exc_info=exc)
+            self.fatal = self.fatal or exc
+            self._stop.set()
+            return
+        batch, bad = fut.result()
+        if self.pipelines.get(pipeline.partition_id) is pipeline:  # not closed meanwhile
+            self.sink.write(batch)
+        pipeline.in_flight -= 1
         for dead in bad.dead_letters:
             log.warning("dead letter (%s) at partition %s offset %s sequence %s: %s", dead.reason,
                         dead.origin.partition_id, dead.origin.offset, dead.origin.sequence_number,
                         dead.error)
-        self.sink.write(rows)
-        await self._maybe_flush()
+        if self._due():
+            self._flush_wanted.set()
 
     # -- flush and checkpoint -------------------------------------------------
     def _due(self) -> bool:
         w = self.settings.writer
-        if self.sink.pending_rows >= w.max_rows:
+        pending = self.sink.pending_rows
+        if pending >= w.max_rows:
             return True
-        waiting = self.sink.pending_rows or any(
+        now = _mono_us()
+        if pending and now - self.last_activity_us >= w.idle_flush_s * 1e6:
+            return True  # caught up or paused: no reason to hold finished rows back
+        waiting = pending or any(
             p.unconfirmed or p.ready is not None for p in self.pipelines.values())  # ready: a failed checkpoint
-        return bool(waiting) and _mono_us() - self.last_flush_us >= w.max_seconds * 1e6
+        return bool(waiting) and now - self.last_flush_us >= w.max_seconds * 1e6
 
     async def _maybe_flush(self) -> None:
         if self._due() and not self._lock.locked():
@@ -176,17 +229,35 @@ class Worker:
 
     async def flush_and_checkpoint(self, *, final: bool = False) -> None:
         async with self._lock:
+            # Taken together on the loop: the batch and, per partition not mid-decode, the
+            # last message whose events have all left the buffer (hence are in the batch).
+            pending = self.sink.take_pending()
+            settled = [(pid, p) for pid, p in self.pipelines.items() if not p.in_flight]
+            frontiers = [(pid, p, p.take_frontier()) for pid, p in settled]
+            held = []
+            if self.settings.writer.provisional:
+                held = [(provisional_name(self.hub, pid), items) for pid, p in settled
+                        if (items := p.take_held()) is not None]
             try:
-                self.sink.flush()  # synchronous: no callback interleaves between flush and marks
+                await asyncio.get_running_loop().run_in_executor(self._committer, self._commit, pending, held)
             except WarehouseWriteError as exc:
                 self.fatal = exc
                 self._stop.set()
                 return
             self.last_flush_us = _mono_us()
-            marks = {pid: p.confirm_durable() for pid, p in self.pipelines.items()}
-            for pid, mark in marks.items():
+            for pid, pipeline, frontier in frontiers:
+                if self.pipelines.get(pid) is not pipeline:
+                    continue  # closed while the batch was written: the new owner re-reads
+                mark = pipeline.confirm(frontier)
                 if not await self._checkpoint(pid, mark, final=final):
                     break  # the store is failing: the others wait for the next round
+
+    def _commit(self, pending, held) -> None:
+        """In the writer thread: the batch first, then the provisional files, so a
+        released event is never missing from both."""
+        self.sink.commit(pending)
+        for stem, items in held:
+            self.sink.replace_provisional(stem, items)
 
     async def _checkpoint(self, pid: str, mark, *, final: bool = False) -> bool:
         pipeline, context, retry = self.pipelines.get(pid), self.contexts.get(pid), self.retries.get(pid)
@@ -216,14 +287,24 @@ class Worker:
             self._stop.set()
 
     async def _tick_forever(self) -> None:
-        interval = min(1.0, self.settings.writer.max_seconds)
+        w = self.settings.writer
+        interval_us = int(min(1.0, w.max_seconds) * 1e6)
+        wake_s = min(interval_us / 1e6, w.idle_flush_s / 2)
+        last_tick = _mono_us()
         while not self._stop.is_set():
-            await asyncio.sleep(interval)
+            try:  # woken early when a batch made a flush due
+                await asyncio.wait_for(self._flush_wanted.wait(), wake_s)
+            except asyncio.TimeoutError:
+                pass
+            self._flush_wanted.clear()
             if self.stopping or self.fatal:
                 continue
             now = _mono_us()
-            for pipeline in list(self.pipelines.values()):
-                self.sink.write(pipeline.tick(now))
+            if now - last_tick >= interval_us:
+                last_tick = now
+                for pipeline in list(self.pipelines.values()):
+                    if not pipeline.in_flight:  # a busy one releases at the end of its batch anyway
+                        self.sink.write(pipeline.tick(now))
             await self._maybe_flush()
             if self._idle_long_enough(now):
                 log.info("no events for %.0fs on %d partition(s): stopping (--stop-when-idle)",
@@ -246,6 +327,11 @@ class Worker:
         # Arrow's default pool keeps freed memory for reuse; a long-running process with
         # bursty flushes holds less with the system allocator at the same throughput.
         pa.set_memory_pool(pa.system_memory_pool())
+        # Decoded rows are acyclic, but the collector still walks every young container:
+        # with tens of thousands of events in flight, the default threshold (700) spends a
+        # large share of the CPU there. Move what start-up allocated out of its sight too.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         if self.settings.metrics.port:
             from consumer.metrics import serve_metrics
 
@@ -261,6 +347,18 @@ class Worker:
             load_balancing_interval=eh.load_balancing_interval_s,
             partition_ownership_expiration_interval=eh.ownership_expiration_s)
         self.last_flush_us = self.last_activity_us = _mono_us()
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="amlwh-decode")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="amlwh-commit")
+        try:
+            await self._receive(store, client, eh)
+        finally:
+            self._decoder.shutdown(wait=True)
+            self._committer.shutdown(wait=True)
+        if self.fatal is not None:
+            raise self.fatal
+        return 0
+
+    async def _receive(self, store, client, eh) -> None:
         async with store, client:
             if self.stop_when_idle_s is not None:
                 self.partition_count = len(await client.get_partition_ids())
@@ -280,17 +378,16 @@ class Worker:
             for task in (receiving, ticker, stop):
                 task.cancel()
             await asyncio.gather(receiving, ticker, stop, return_exceptions=True)
-        if self.fatal is not None:
-            raise self.fatal
-        if receiving.done() and not receiving.cancelled() and receiving.exception():
+        if self.fatal is None and receiving.done() and not receiving.cancelled() and receiving.exception():
             raise receiving.exception()
-        return 0
 
     async def _shutdown(self) -> None:
         """Stop taking events, release every buffer, flush, checkpoint."""
         self.stopping = True
         if self.fatal is not None:
             return  # the warehouse failed: nothing more may be acknowledged
+        while any(p.in_flight for p in self.pipelines.values()) and self.fatal is None:
+            await asyncio.sleep(0.01)  # let batches in the decode thread reach the sink
         for pipeline in self.pipelines.values():
             self.sink.write(pipeline.drain())
         await self.flush_and_checkpoint(final=True)

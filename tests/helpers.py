@@ -63,7 +63,8 @@ def rows_for(bodies: list[bytes], rules: DecodeRules | None = None) -> TableRows
 
 
 def memory_views(rows: TableRows):
-    """An in-memory DuckDB with the stored tables filled from `rows` and the views created."""
+    """An in-memory DuckDB with the stored tables filled from `rows` and the views created
+    (a warehouse without files reads each table from an in-memory `mem.<table>`)."""
     import tempfile
 
     import pyarrow as pa
@@ -81,6 +82,6 @@ def memory_views(rows: TableRows):
         arrays.append(pa.array(columns[-1], type=pa.date32()))
         arrow = pa.Table.from_arrays(arrays, names=list(schema.names) + ["event_date"])
         con.register("incoming", arrow)
-        con.execute(f"INSERT INTO store.{name} SELECT * FROM incoming")
+        con.execute(f"INSERT INTO mem.{name} SELECT * FROM incoming")  # store.{name} reads it
         con.unregister("incoming")
     return con

@@ -123,3 +123,48 @@ def test_live_worker_and_files_backfill_give_identical_views(tmp_path, local_hub
     finally:
         a.close()
         b.close()
+
+
+def test_buffered_events_are_visible_at_once_as_provisional_rows(tmp_path, local_hub, make_hub, azurite,
+                                                                 checkpoint_container):
+    """At the default 30 s lateness nothing live is released for 30 s, yet `runs` shows it
+    within a flush; a graceful stop commits it and leaves the provisional files empty."""
+    from datetime import datetime, timedelta, timezone
+
+    from tests.helpers import run_event
+
+    hub = make_hub(2)
+    warehouse = tmp_path / "wh"
+    env = worker_env(local_hub.connection_string(hub), azurite.connection_string, checkpoint_container,
+                     warehouse, AMLWH_ORDERING__MAX_LATENESS_S="30", AMLWH_WRITER__MAX_SECONDS="1")
+    proc = start_worker(env, tmp_path / "worker.log")
+    now = datetime.now(timezone.utc)
+    at = [(now + timedelta(seconds=s)).isoformat() for s in range(3)]
+    bodies = [run_event("live-1", "Running", at[0]), run_event("live-1", "Completed", at[1]),
+              run_event("live-2", "Queued", at[2])]
+
+    def view(sql):
+        con = connect(warehouse)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
+    try:
+        time.sleep(3)  # both partitions claimed
+        sent = time.monotonic()
+        asyncio.run(send_events(local_hub.connection_string(hub), bodies))
+        seen = []
+        while time.monotonic() - sent < 20 and len(seen) < 2:
+            time.sleep(0.3)
+            if (warehouse / "_provisional").is_dir():
+                seen = view("SELECT run_id, status FROM runs ORDER BY run_id")
+        visible_after = time.monotonic() - sent
+        assert seen == [("live-1", "Completed"), ("live-2", "Queued")]
+        assert visible_after < 15  # well inside the 30 s the reorder buffer holds them
+        assert view("SELECT count(*) FROM raw_events WHERE NOT provisional") == [(0,)]  # still buffered
+    finally:
+        assert stop_worker(proc) == 0
+    assert view("SELECT run_id, status FROM runs ORDER BY run_id") == seen
+    assert view("SELECT count(*), bool_or(provisional) FROM raw_events") == [(3, False)]
+    assert view("SELECT count(*) FROM store.raw_events WHERE provisional") == [(0,)]  # files emptied

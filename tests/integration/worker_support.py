@@ -46,7 +46,8 @@ def stored_event_count(warehouse: Path) -> int:
         return 0
     con = connect(warehouse)
     try:
-        return con.execute("SELECT count(*) FROM raw_events").fetchone()[0]
+        # committed rows only: events still in a reorder buffer are visible as provisional
+        return con.execute("SELECT count(*) FROM raw_events WHERE NOT provisional").fetchone()[0]
     finally:
         con.close()
 
