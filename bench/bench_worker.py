@@ -762,7 +762,7 @@ def pct(values: list[float], q: float) -> float:
 
 def latency(args, hub, azurite, work: Path, lateness: float | None) -> dict:
     from consumer.config import OrderingSettings
-    from consumer.query import connect
+    from consumer.query import connect, execute
 
     effective = OrderingSettings().max_lateness_s if lateness is None else lateness
     label = "default" if lateness is None else f"MAX_LATENESS_S={lateness:g}"
@@ -792,7 +792,7 @@ def latency(args, hub, azurite, work: Path, lateness: float | None) -> dict:
                 break
             con = connect(warehouse)
             try:
-                for run_id, status in con.execute("SELECT run_id, status FROM runs").fetchall():
+                for run_id, status in execute(con, "SELECT run_id, status FROM runs").fetchall():
                     seen.setdefault((run_id, status), t)
             finally:
                 con.close()

@@ -73,6 +73,7 @@ class PartitionPipeline:
     counters: PartitionCounters = field(default_factory=PartitionCounters)
     in_flight: int = 0  # batches between the SDK callback and the sink (kept by the worker)
     guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    held: list = field(default_factory=list, repr=False)  # as of the last refresh_held()
     _held_version: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -129,15 +130,16 @@ class PartitionPipeline:
             self.counters.late += item.late
             rows.add_event_rows(item.item, item.late)
 
-    def take_held(self) -> list | None:
-        """The rows of every event still buffered, if they changed since the last call
-        (for the provisional files that make them visible before release)."""
+    def refresh_held(self) -> bool:
+        """Update `held` to the rows of every event still buffered; False if unchanged
+        since the last call (for the provisional files: consumer/provisional.py)."""
         with self.guard:
             version = self.buffer.version
             if version == self._held_version:
-                return None
+                return False
             self._held_version = version
-            return self.buffer.held()
+            self.held = self.buffer.held()
+            return True
 
     def take_frontier(self) -> Mark | None:
         """When the sink's batch is taken for a flush: the last received message whose

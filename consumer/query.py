@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import orjson
 
-from consumer.provisional import provisional_glob
+from consumer.provisional import PROVISIONAL_DIR, provisional_glob
 from consumer.sqlfiles import PARTITION_COLUMN, table_ddl, view_sql
 
 # Statement types a query may run: nothing that writes files or changes state.
@@ -82,9 +82,21 @@ def check_read_only(sql: str) -> None:
             )
 
 
+def execute(con: duckdb.DuckDBPyConnection, sql: str, attempts: int = 3) -> duckdb.DuckDBPyConnection:
+    """con.execute, retried when a provisional file vanished between listing and reading
+    (a live worker deletes superseded ones after a grace period; see consumer/provisional.py)."""
+    for attempt in range(attempts):
+        try:
+            return con.execute(sql)
+        except duckdb.IOException as exc:
+            if PROVISIONAL_DIR not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple]]:
     check_read_only(sql)
-    relation = con.execute(sql)
+    relation = execute(con, sql)
     columns = [d[0] for d in relation.description] if relation.description else []
     return columns, relation.fetchall()
 

@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from consumer.batch import OWNER_COLUMN, ArrowBatch, to_arrow
-from consumer.provisional import write_provisional
 from consumer.sqlfiles import PARTITION_COLUMN
 from transforms.rows import EVENT_TABLES, TABLE_COLUMNS, TableRows
 from transforms.timeparse import date_of_day
@@ -122,18 +121,11 @@ class ParquetWarehouse:
                     stats.files.extend(files)
                     stats.rows[name] = rows
         except OSError as exc:
-            raise WarehouseWriteError(self._explain(exc)) from exc
+            raise WarehouseWriteError(self.explain(exc)) from exc
         for (name, day), keys in new_keys.items():
             current = self._stored_keys.get((name, day))
             self._stored_keys[(name, day)] = np.unique(keys) if current is None else np.union1d(current, keys)
         return stats
-
-    def replace_provisional(self, stem: str, held: list) -> None:
-        """Replace one partition's provisional files (consumer/provisional.py)."""
-        try:
-            write_provisional(self.root, stem, held, self.compression)
-        except OSError as exc:
-            raise WarehouseWriteError(self._explain(exc)) from exc
 
     # -- deduplication ------------------------------------------------------
     def _deduplicate(self, pending: dict[str, list[pa.Table]], stats: FlushStats):
@@ -230,7 +222,7 @@ class ParquetWarehouse:
             os.close(dir_fd)
         return final
 
-    def _explain(self, exc: OSError) -> str:
+    def explain(self, exc: OSError) -> str:
         where = exc.filename or self.root
         if exc.errno == errno.ENOSPC:
             what = "the disk is full"

@@ -34,7 +34,7 @@ from consumer.checkpoints import checkpoint_store
 from consumer.config import Settings
 from consumer.eventhub import consumer_client, eventhub_name
 from consumer.partition import Message, PartitionPipeline
-from consumer.provisional import provisional_name
+from consumer.provisional import ProvisionalFiles
 from consumer.warehouse import ParquetWarehouse, WarehouseWriteError
 from transforms.decode import DecodeResult, DecodeRules
 
@@ -105,6 +105,7 @@ class Worker:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _flush_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    provisional: ProvisionalFiles | None = None  # set by run() when [writer] provisional
     _decoder: ThreadPoolExecutor | None = None
     _decode_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_MAX_BATCHES_IN_FLIGHT))
     _committer: ThreadPoolExecutor | None = None
@@ -234,10 +235,9 @@ class Worker:
             pending = self.sink.take_pending()
             settled = [(pid, p) for pid, p in self.pipelines.items() if not p.in_flight]
             frontiers = [(pid, p, p.take_frontier()) for pid, p in settled]
-            held = []
-            if self.settings.writer.provisional:
-                held = [(provisional_name(self.hub, pid), items) for pid, p in settled
-                        if (items := p.take_held()) is not None]
+            held = None  # what the buffers hold, if that changed (busy ones: as last seen)
+            if self.provisional is not None and sum([p.refresh_held() for _, p in settled]):
+                held = [p.held for p in self.pipelines.values()]
             try:
                 await asyncio.get_running_loop().run_in_executor(self._committer, self._commit, pending, held)
             except WarehouseWriteError as exc:
@@ -256,8 +256,13 @@ class Worker:
         """In the writer thread: the batch first, then the provisional files, so a
         released event is never missing from both."""
         self.sink.commit(pending)
-        for stem, items in held:
-            self.sink.replace_provisional(stem, items)
+        try:
+            if self.provisional is not None and held is not None:
+                self.provisional.publish(held, time.time())
+            elif self.provisional is not None:
+                self.provisional.retire(time.time())
+        except OSError as exc:
+            raise WarehouseWriteError(self.sink.explain(exc)) from exc
 
     async def _checkpoint(self, pid: str, mark, *, final: bool = False) -> bool:
         pipeline, context, retry = self.pipelines.get(pid), self.contexts.get(pid), self.retries.get(pid)
@@ -305,6 +310,8 @@ class Worker:
                 for pipeline in list(self.pipelines.values()):
                     if not pipeline.in_flight:  # a busy one releases at the end of its batch anyway
                         self.sink.write(pipeline.tick(now))
+                        if self.sink.pending_rows >= w.max_rows:
+                            await self._maybe_flush()  # idle releases of many partitions at once
             await self._maybe_flush()
             if self._idle_long_enough(now):
                 log.info("no events for %.0fs on %d partition(s): stopping (--stop-when-idle)",
@@ -347,6 +354,8 @@ class Worker:
             load_balancing_interval=eh.load_balancing_interval_s,
             partition_ownership_expiration_interval=eh.ownership_expiration_s)
         self.last_flush_us = self.last_activity_us = _mono_us()
+        if self.settings.writer.provisional:
+            self.provisional = ProvisionalFiles(self.sink.root, self.settings.warehouse.compression)
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="amlwh-decode")
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="amlwh-commit")
         try:
@@ -388,9 +397,13 @@ class Worker:
             return  # the warehouse failed: nothing more may be acknowledged
         while any(p.in_flight for p in self.pipelines.values()) and self.fatal is None:
             await asyncio.sleep(0.01)  # let batches in the decode thread reach the sink
-        for pipeline in self.pipelines.values():
+        for pipeline in list(self.pipelines.values()):
             self.sink.write(pipeline.drain())
+            if self.sink.pending_rows >= self.settings.writer.max_rows:
+                await self.flush_and_checkpoint(final=True)  # bounded, like any flush
         await self.flush_and_checkpoint(final=True)
+        if self.fatal is None and self.provisional is not None:
+            self.provisional.close()  # everything they showed is committed now
         behind = [pid for pid, p in self.pipelines.items() if p.ready is not None]
         if behind:
             log.warning("final checkpoint failed for partition(s) %s: their last durable events "

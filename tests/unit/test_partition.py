@@ -49,18 +49,18 @@ def test_ownership_loss_forgets_unflushed_state():
     assert p.confirm_durable() is None and len(p.buffer) == 0
 
 
-def test_held_rows_are_handed_out_once_per_change_of_the_buffer():
+def test_held_rows_are_refreshed_only_when_the_buffer_changed():
     p = pipeline(lateness_s=60)
-    assert p.take_held() == []  # first call: the (empty) state has never been shown
-    assert p.take_held() is None
+    assert p.refresh_held() and p.held == []  # first call: the (empty) state was never shown
+    assert not p.refresh_held()
     p.accept([message(1, 0), message(2, 0, 30)], now_us=0, ingested_us=0)  # both within 60 s
-    held = p.take_held()
-    assert sorted(r.raw[3] for r in held) == ["e1", "e2"]  # event_id column
-    assert p.take_held() is None  # unchanged since
+    assert p.refresh_held()
+    assert sorted(r.raw[3] for r in p.held) == ["e1", "e2"]  # event_id column
+    assert not p.refresh_held()  # unchanged since
     p.accept([message(3, 7)], now_us=1, ingested_us=0)  # releases 10:00 and 10:00:30, holds 10:07
-    assert [r.raw[3] for r in p.take_held()] == ["e3"]
+    assert p.refresh_held() and [r.raw[3] for r in p.held] == ["e3"]
     p.drain()
-    assert p.take_held() == []
+    assert p.refresh_held() and p.held == []
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,10 +1,12 @@
-"""Provisional files: buffered events are visible at once, counted once, and replaced."""
+"""Provisional files: buffered events are visible at once, counted once, and retired."""
 
 from __future__ import annotations
 
+import os
+
 import pyarrow.parquet as pq
 
-from consumer.provisional import PROVISIONAL_DIR, PROVISIONAL_TABLES, provisional_name
+from consumer.provisional import ANCHOR, PROVISIONAL_DIR, PROVISIONAL_TABLES, ProvisionalFiles
 from consumer.query import connect
 from consumer.warehouse import ParquetWarehouse
 from tests.helpers import INGESTED_US, rows_for, run_event
@@ -12,38 +14,43 @@ from transforms.decode import DecodeRules, decode_body
 from transforms.records import Origin
 from transforms.rows import event_rows
 
-STEM = provisional_name("ns.servicebus.windows.net/aml-events", "3")
 
-
-def held_rows(bodies: list[bytes]):
+def held_rows(bodies: list[bytes], partition: str = "3"):
     """What a partition's reorder buffer holds for these bodies (EventRows)."""
     held = []
     for seq, body in enumerate(bodies):
-        origin = Origin("eventhub", "ns/aml-events", "3", str(seq * 100), seq, INGESTED_US)
+        origin = Origin("eventhub", "ns/aml-events", partition, str(seq * 100), seq, INGESTED_US)
         held += [event_rows(e, INGESTED_US) for e in decode_body(body, origin, DecodeRules()).events]
     return held
 
 
-def runs(warehouse):
+def query(warehouse, sql):
     con = connect(warehouse)
     try:
-        return con.execute("SELECT run_id, status, ended_at IS NOT NULL FROM runs ORDER BY run_id").fetchall()
+        return con.execute(sql).fetchall()
     finally:
         con.close()
 
 
-def test_buffered_events_are_visible_before_any_commit(tmp_path):
-    sink = ParquetWarehouse(tmp_path)
-    sink.replace_provisional(STEM, held_rows([
-        run_event("r1", "Running", "2025-01-01T00:00:00Z"),
-        run_event("r1", "Completed", "2025-01-01T00:05:00Z"),
-        run_event("r2", "Queued", "2025-01-01T00:01:00Z"),
-    ]))
-    assert runs(tmp_path) == [("r1", "Completed", True), ("r2", "Queued", False)]
-    con = connect(tmp_path)
-    assert con.execute("SELECT bool_and(provisional), count(*) FROM raw_events").fetchone() == (True, 3)
-    con.close()
-    assert list((tmp_path / "run_events").glob("*/*.parquet")) == []  # nothing committed yet
+def files(warehouse, table="run_events"):
+    return sorted(p.name for p in (warehouse / PROVISIONAL_DIR / table).glob("*.parquet"))
+
+
+def test_buffered_events_of_every_partition_are_visible_before_any_commit(tmp_path):
+    ParquetWarehouse(tmp_path)
+    prov = ProvisionalFiles(tmp_path, "zstd")
+    prov.publish([
+        held_rows([run_event("r1", "Running", "2025-01-01T00:00:00Z"),
+                   run_event("r1", "Completed", "2025-01-01T00:05:00Z")], partition="0"),
+        [],
+        held_rows([run_event("r2", "Queued", "2025-01-01T00:01:00Z")], partition="2"),
+    ], now=1000.0)
+    assert query(tmp_path, "SELECT run_id, status, ended_at IS NOT NULL FROM runs ORDER BY 1") == [
+        ("r1", "Completed", True), ("r2", "Queued", False)]
+    assert query(tmp_path, "SELECT bool_and(provisional), count(*) FROM raw_events") == [(True, 3)]
+    assert not (tmp_path / "run_events").exists()  # nothing committed
+    for table in PROVISIONAL_TABLES:
+        assert ANCHOR in files(tmp_path, table)  # the glob always matches, even when all else is gone
 
 
 def test_an_event_both_committed_and_buffered_counts_once_as_committed(tmp_path):
@@ -52,29 +59,66 @@ def test_an_event_both_committed_and_buffered_counts_once_as_committed(tmp_path)
     sink = ParquetWarehouse(tmp_path)
     sink.write(rows_for(bodies[:1]))
     sink.flush()
-    sink.replace_provisional(STEM, held_rows(bodies))  # the committed one is still in the file
-    con = connect(tmp_path)
-    rows = con.execute("SELECT event_id, provisional FROM run_events ORDER BY event_time").fetchall()
-    stored = con.execute("SELECT count(*) FROM store.run_events").fetchone()[0]
-    con.close()
-    assert stored == 3  # two copies of the first event on disk ...
-    assert [p for _, p in rows] == [False, True]  # ... one in the view: the committed copy
-    assert runs(tmp_path) == [("r1", "Failed", True)]
+    ProvisionalFiles(tmp_path, "zstd").publish([held_rows(bodies)], now=1000.0)
+    assert query(tmp_path, "SELECT count(*) FROM store.run_events") == [(3,)]  # two copies of one event
+    rows = query(tmp_path, "SELECT provisional FROM run_events ORDER BY event_time")
+    assert rows == [(False,), (True,)]  # one in the view: the committed copy
+    assert query(tmp_path, "SELECT status FROM runs") == [("Failed",)]
 
 
-def test_replacing_with_an_empty_buffer_keeps_the_file_and_hides_its_old_rows(tmp_path):
-    sink = ParquetWarehouse(tmp_path)
-    sink.replace_provisional(STEM, held_rows([run_event("r1", "Running", "2025-01-01T00:00:00Z")]))
-    con = connect(tmp_path)  # opened while the file had a row
-    sink.replace_provisional(STEM, [])
-    for table in PROVISIONAL_TABLES:
-        file = tmp_path / PROVISIONAL_DIR / table / f"{STEM}.parquet"
-        assert pq.read_metadata(file).num_rows == 0  # replaced, never removed: readers can open it
-    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0  # the open connection sees it too
+def test_versions_are_immutable_and_retired_after_the_grace_period(tmp_path):
+    prov = ProvisionalFiles(tmp_path, "zstd", grace_s=10, heartbeat_s=1000)
+    prov.publish([held_rows([run_event("r1", "Running", "2025-01-01T00:00:00Z")])], now=1000.0)
+    first = files(tmp_path)
+    con = connect(tmp_path)  # a reader that may have listed the first version
+    prov.publish([[]], now=1002.0)  # r1 left the buffer (committed elsewhere, or the partition moved)
+    assert len(files(tmp_path)) == 3 and set(first) < set(files(tmp_path))  # new file; old one kept
+    assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)  # still readable
+    prov.retire(now=1011.9)
+    assert set(first) < set(files(tmp_path))
+    prov.retire(now=1012.0)
+    assert not set(first) - {ANCHOR} & set(files(tmp_path))
+    assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)  # the open connection re-lists
     con.close()
+    prov.close()
+    assert files(tmp_path) == [ANCHOR]
     assert not list((tmp_path / PROVISIONAL_DIR).rglob("*.tmp"))
 
 
-def test_partitions_of_two_hubs_do_not_share_a_file():
-    assert provisional_name("a.servicebus.windows.net/hub", "0") != provisional_name("b.servicebus.windows.net/hub", "0")
-    assert "/" not in provisional_name("ns/hub", "1")
+def test_a_dead_workers_files_are_swept_once_stale_and_a_live_ones_are_kept_fresh(tmp_path):
+    dead = ProvisionalFiles(tmp_path, "zstd")
+    dead.publish([held_rows([run_event("r1", "Running", "2025-01-01T00:00:00Z")])], now=1000.0)
+    dead_files = set(files(tmp_path)) - {ANCHOR}
+    for path in (tmp_path / PROVISIONAL_DIR).glob("*/*.parquet"):
+        if path.name != ANCHOR:
+            os.utime(path, (1000.0, 1000.0))
+    live = ProvisionalFiles(tmp_path, "zstd", stale_s=300, heartbeat_s=60)
+    live.publish([held_rows([run_event("r2", "Running", "2025-01-01T00:00:00Z")])], now=1200.0)
+    assert dead_files < set(files(tmp_path))  # 200 s old: not stale yet
+    live.retire(now=1301.0)  # the sweep runs once a heartbeat; the live files get touched
+    assert not dead_files & set(files(tmp_path))
+    assert query(tmp_path, "SELECT run_id FROM runs") == [("r2",)]
+    live.retire(now=1700.0)  # touched at 1301, 1700 - 1301 > 300 would be stale if untouched
+    assert query(tmp_path, "SELECT run_id FROM runs") == [("r2",)]
+
+
+def test_a_file_deleted_between_listing_and_reading_is_retried(tmp_path, monkeypatch):
+    import duckdb
+
+    from consumer import query as q
+
+    ProvisionalFiles(tmp_path, "zstd").publish([held_rows([run_event("r1", "Running", "2025-01-01T00:00:00Z")])],
+                                              now=1000.0)
+    con = connect(tmp_path)
+    calls = []
+
+    class Flaky:
+        def execute(self, sql):
+            calls.append(sql)
+            if len(calls) == 1:
+                raise duckdb.IOException(f"IO Error: No files found in {tmp_path}/{PROVISIONAL_DIR}/x.parquet")
+            return con.execute(sql)
+
+    assert q.run_query(Flaky(), "SELECT run_id FROM runs")[1] == [("r1",)]
+    assert len(calls) == 2
+    con.close()
