@@ -8,6 +8,7 @@ exactly those of a single process.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import multiprocessing
 import os
@@ -146,6 +147,19 @@ def _chunks(files: list[Path], rules: DecodeRules, now_us: Callable[[], int]) ->
 
 def decode_chunk(chunk: Chunk) -> DecodedChunk:
     """Decode one chunk of bodies into an Arrow batch (runs in a worker process)."""
+    # The chunk's objects (parsed JSON, row tuples) form no reference cycles and die by
+    # refcount, but their allocations keep triggering cyclic collections that traverse
+    # them all: ~1 us/event (6%) measured. Collect only outside the chunk.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _decode_chunk(chunk)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _decode_chunk(chunk: Chunk) -> DecodedChunk:
     rows = TableRows()
     blank = events = ignored = dead = 0
     block, rules, stamp = chunk.block, chunk.rules, chunk.ingested_us
