@@ -7,7 +7,7 @@ rows, each carrying its coordinates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -19,7 +19,13 @@ from transforms.envelope import (
     data_object,
     read_envelope,
 )
-from transforms.models import DriftData, ModelDeployedData, ModelRegisteredData, RunData
+from transforms.models import (
+    DriftData,
+    ModelDeployedData,
+    ModelRegisteredData,
+    RunData,
+    wire_keys,
+)
 from transforms.records import (
     AML_EVENT_TYPES,
     DATASET_DRIFT_DETECTED,
@@ -61,6 +67,27 @@ _DATA_MODELS: dict[str, type[BaseModel]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class _DataSpec:
+    """How to validate one event type's data: the model's own validator (the authority
+    on both paths; model_validate adds only a Python-level call around it) and the key
+    spellings that decide whether the data may skip the lower-cased copy."""
+
+    validate: Callable[[Any], BaseModel]
+    wire: frozenset[str]  # exact camelCase keys the model reads
+    lowered: frozenset[str]  # the same keys lower-cased
+
+
+_DATA_SPECS: dict[str, _DataSpec] = {
+    event_type: _DataSpec(
+        model.__pydantic_validator__.validate_python,
+        wire_keys(model),
+        frozenset(k.lower() for k in wire_keys(model)),
+    )
+    for event_type, model in _DATA_MODELS.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
 class DecodeRules:
     """What to accept. `workspaces` holds lower-cased ARM ids; empty means all."""
 
@@ -86,6 +113,30 @@ def _lower_keys(data: dict[str, Any]) -> dict[str, Any]:
         if merged.get(lk) is None:
             merged[lk] = v
     return merged
+
+
+def _canonical_keys(data: dict[str, Any], spec: _DataSpec) -> bool:
+    """True when validating `data` as it is reads exactly what validating its
+    lower-cased copy would: every key the model knows is in its camelCase spelling,
+    so lower-casing would neither rename a known key nor merge two spellings of one."""
+    if data.keys() <= spec.wire:
+        return True
+    for key in data:
+        if key not in spec.wire and key.lower() in spec.lowered:
+            return False
+    return True
+
+
+def _validate_data(data: dict[str, Any], spec: _DataSpec) -> BaseModel:
+    """The validated data model. Raises ValidationError, always from the general path,
+    so dead-letter reasons and texts (which name lower-cased keys) never depend on
+    which path ran."""
+    if _canonical_keys(data, spec):
+        try:
+            return spec.validate(data)
+        except ValidationError:
+            pass  # re-validated below for the error text
+    return spec.validate(_lower_keys(data))
 
 
 def _validation_dead_letter(exc: ValidationError) -> tuple[str, str]:
@@ -150,9 +201,7 @@ def _decode_object(
         ignore("foreign_workspace", f"workspace {envelope.workspace!r} is not accepted")
         return
     try:
-        data = _lower_keys(data_object(top, envelope.quirks))
-        model = _DATA_MODELS[envelope.event_type]
-        parsed = model.model_validate(data)
+        parsed = _validate_data(data_object(top, envelope.quirks), _DATA_SPECS[envelope.event_type])
     except EnvelopeError as exc:
         out.dead_letters.append(DeadLetter(exc.reason, str(exc), payload(), origin, index))
         return
