@@ -61,12 +61,13 @@ def _json(value: dict[str, Any]) -> str:
     return orjson.dumps(value).decode()
 
 
-def _first(key: str, *maps: dict[str, Any]) -> str | None:
-    for m in maps:
-        value = m.get(key)
-        if value is not None:
-            return value if isinstance(value, str) else str(value)
-    return None
+def _first(key: str, first: dict[str, Any], second: dict[str, Any]) -> str | None:
+    value = first.get(key)
+    if value is None:
+        value = second.get(key)
+        if value is None:
+            return None
+    return value if isinstance(value, str) else str(value)
 
 
 def _coords(origin: Origin, index: int | None, ingested_us: int) -> tuple:
@@ -92,7 +93,7 @@ class TableRows:
     def add(self, result: DecodeResult, ingested_us: int) -> None:
         self.bodies += 1
         for event in result.events:
-            self.add_event(event, ingested_us)
+            self.add_event_rows(event_rows(event, ingested_us), event.late)
         for dead in result.dead_letters:
             date = utc_day_of(dead.origin.enqueued_us or ingested_us)
             try:
@@ -115,17 +116,16 @@ class TableRows:
         self.add_event_rows(event_rows(event, ingested_us), event.late)
 
     def add_event_rows(self, prepared: EventRows, late: bool) -> None:
-        owner = len(self.rows["raw_events"])
+        rows, owners = self.rows, self.owners
+        raw_rows = rows["raw_events"]
+        owner = len(raw_rows)
         for table, row in prepared.facts:
-            self._fact(table, owner, row)
+            rows[table].append(row)
+            owners[table].append(owner)
         raw = prepared.raw
         if late:
             raw = raw[:_LATE] + (True,) + raw[_LATE + 1:]
-        self.rows["raw_events"].append(raw)
-
-    def _fact(self, table: str, owner: int, row: tuple) -> None:
-        self.rows[table].append(row)
-        self.owners[table].append(owner)
+        raw_rows.append(raw)
 
 def _run(event_type: str, env: Any, data: RunData) -> tuple:
     status = run_event_status(data.run_status)
