@@ -8,6 +8,7 @@ exactly those of a single process.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import gzip
 import multiprocessing
@@ -176,13 +177,30 @@ def _decode_chunk(chunk: Chunk) -> DecodedChunk:
     return DecodedChunk(to_arrow(rows), len(bodies) - blank, blank, events, ignored, dead, len(block.data))
 
 
+_M_TOP_PAD = -2  # glibc mallopt parameter
+_WORKER_TOP_PAD = 64 << 20
+
+
+def _decode_worker_setup() -> None:
+    """Runs once in each decode process. Every chunk allocates and frees ~10 MB of
+    payload-sized objects and pickling buffers; glibc hands freed heap back to the OS at
+    once, so the next chunk page-faults it all in again (measured: ~4 us/event of system
+    time in the workers). Keeping 64 MB of slack in the heap avoids that; memory of the
+    worker stays bounded by it. Not glibc (musl, macOS): nothing to tune, no-op."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_TOP_PAD, _WORKER_TOP_PAD)
+
+
 def _decoded(chunks: Iterator[Chunk], workers: int) -> Iterator[DecodedChunk]:
     """Decoded chunks in input order; with workers > 1, decoded in that many processes."""
     if workers <= 1:
         yield from map(decode_chunk, chunks)
         return
     # spawn, not fork: the parent has Arrow and DuckDB thread pools that fork would copy mid-state
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_decode_worker_setup
+    ) as pool:
         in_flight: deque[Future[DecodedChunk]] = deque()
         for chunk in chunks:
             in_flight.append(pool.submit(decode_chunk, chunk))
