@@ -58,6 +58,8 @@ EVENT_TABLES = ("run_events", "model_registrations", "model_deployments", "drift
 def _json(value: dict[str, Any]) -> str:
     # str, not orjson's bytes: those keep a ~4 KB allocation each, which matters when the
     # worker's reorder buffer holds tens of thousands of rows
+    if not value:
+        return "{}"  # most tag maps: what orjson would write, without the round trip
     return orjson.dumps(value).decode()
 
 
@@ -127,12 +129,12 @@ class TableRows:
             raw = raw[:_LATE] + (True,) + raw[_LATE + 1:]
         raw_rows.append(raw)
 
-def _run(event_type: str, env: Any, data: RunData) -> tuple:
+def _run(head: tuple, event_type: str, env: Any, data: RunData) -> tuple:
     status = run_event_status(data.run_status)
     if event_type == RUN_COMPLETED and status != "Completed":
         env.quirks.append("run_completed_with_status")
     tags, props = data.run_tags, data.run_properties
-    return (
+    return head + (
         event_type, env.subject, env.event_time_us, data.run_id, data.experiment_id,
         data.experiment_name, data.run_type, status, data.run_status, STATUS_RANK[status],
         _first("azureml.pipelinerunid", tags, props),
@@ -158,10 +160,15 @@ _LATE = TABLE_COLUMNS["raw_events"].index("late")
 def event_rows(event: AmlEvent, ingested_us: int) -> EventRows:
     env, data = event.envelope, event.data
     head = (env.key, env.workspace, env.workspace_name, env.event_id)
-    tail = _coords(event.origin, event.index, ingested_us) + (utc_day_of(env.event_time_us),)
+    origin = event.origin
+    tail = (  # _coords and the partition day in one tuple: this runs once per event
+        origin.source_kind, origin.hub, origin.partition_id, origin.offset,
+        origin.sequence_number, origin.enqueued_us, origin.file, origin.line, event.index,
+        ingested_us, utc_day_of(env.event_time_us),
+    )
     facts: list[tuple[str, tuple]] = []
     if isinstance(data, RunData):
-        facts.append(("run_events", head + _run(env.event_type, env, data) + tail))
+        facts.append(("run_events", _run(head, env.event_type, env, data) + tail))
     elif isinstance(data, ModelRegisteredData):
         facts.append(("model_registrations", head + (
             env.subject, env.event_time_us, data.model_name, data.model_version,
