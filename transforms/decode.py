@@ -158,22 +158,30 @@ def _validation_dead_letter(exc: ValidationError) -> tuple[str, str]:
     return reason, f"{where}: {detail}" if len(errors) == 1 else detail
 
 
+def _payload(obj: Any, body: bytes, index: int | None) -> bytes:
+    if index is None:
+        return body
+    # an exact-size copy: orjson's result keeps a ~4 KB allocation, and the worker
+    # holds payloads in its reorder buffer
+    return bytes(memoryview(orjson.dumps(obj)))
+
+
+def _ignored(reason: str, detail: str, origin: Origin, index: int | None, envelope) -> Ignored:
+    return Ignored(reason, detail, origin, index, envelope.event_id, envelope.event_type,
+                   envelope.workspace, envelope.subject, envelope.event_time_us)
+
+
+# Module-level helpers rather than closures: _decode_object runs once per event, and
+# defining two closures on every call is pure overhead.
 def _decode_object(
     obj: Any, body: bytes, index: int | None, origin: Origin, rules: DecodeRules,
     out: DecodeResult,
 ) -> None:
-    def payload() -> bytes:
-        if index is None:
-            return body
-        # an exact-size copy: orjson's result keeps a ~4 KB allocation, and the worker
-        # holds payloads in its reorder buffer
-        return bytes(memoryview(orjson.dumps(obj)))
-
     if not isinstance(obj, dict):
         where = "the body" if index is None else f"array element {index}"
         out.dead_letters.append(
             DeadLetter("not_an_event", f"{where} is a JSON {type(obj).__name__}, not an object",
-                       payload(), origin, index)
+                       _payload(obj, body, index), origin, index)
         )
         return
     if isinstance(obj.get("records"), list):
@@ -185,37 +193,37 @@ def _decode_object(
     try:
         envelope, top = read_envelope(obj, body, index, origin)
     except EnvelopeError as exc:
-        out.dead_letters.append(DeadLetter(exc.reason, str(exc), payload(), origin, index))
+        out.dead_letters.append(
+            DeadLetter(exc.reason, str(exc), _payload(obj, body, index), origin, index))
         return
-
-    def ignore(reason: str, detail: str) -> None:
-        out.ignored.append(
-            Ignored(reason, detail, origin, index, envelope.event_id, envelope.event_type,
-                    envelope.workspace, envelope.subject, envelope.event_time_us)
-        )
-
     if envelope.event_type not in rules.event_types:
-        ignore("unknown_event_type", f"event type {envelope.event_type!r} is not accepted")
+        out.ignored.append(_ignored(
+            "unknown_event_type", f"event type {envelope.event_type!r} is not accepted",
+            origin, index, envelope))
         return
     if rules.workspaces and envelope.workspace not in rules.workspaces:
-        ignore("foreign_workspace", f"workspace {envelope.workspace!r} is not accepted")
+        out.ignored.append(_ignored(
+            "foreign_workspace", f"workspace {envelope.workspace!r} is not accepted",
+            origin, index, envelope))
         return
     try:
         parsed = _validate_data(data_object(top, envelope.quirks), _DATA_SPECS[envelope.event_type])
     except EnvelopeError as exc:
-        out.dead_letters.append(DeadLetter(exc.reason, str(exc), payload(), origin, index))
+        out.dead_letters.append(
+            DeadLetter(exc.reason, str(exc), _payload(obj, body, index), origin, index))
         return
     except ValidationError as exc:
         reason, detail = _validation_dead_letter(exc)
-        out.dead_letters.append(DeadLetter(reason, detail, payload(), origin, index))
+        out.dead_letters.append(
+            DeadLetter(reason, detail, _payload(obj, body, index), origin, index))
         return
     if envelope.event_type == RUN_STATUS_CHANGED and not parsed.run_status:
         out.dead_letters.append(
             DeadLetter("missing_field", "data.runStatus: a RunStatusChanged event needs it",
-                       payload(), origin, index)
+                       _payload(obj, body, index), origin, index)
         )
         return
-    out.events.append(AmlEvent(envelope, parsed, payload(), origin, index))
+    out.events.append(AmlEvent(envelope, parsed, _payload(obj, body, index), origin, index))
 
 
 def decode_body(body: bytes, origin: Origin, rules: DecodeRules) -> DecodeResult:

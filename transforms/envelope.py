@@ -30,6 +30,10 @@ _EVENTGRID_KEYS = frozenset(
     {"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"}
 )
 _EVENTGRID_NAMES = ("eventType", "topic", "eventTime", "dataVersion")
+_CLOUDEVENTS_KEYS = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "data", "data_base64",
+     "datacontenttype", "dataschema"}
+)
 # Keys that only an AML `data` object has: a body made of just those is a data
 # object whose envelope was stripped by the producer.
 _DATA_ONLY_MARKERS = frozenset(
@@ -122,7 +126,8 @@ def read_envelope(
         # Canonical Event Grid spelling (almost every delivery): no lower-cased copy needed.
         top, schema, (type_key, ws_key, time_key, version_key) = obj, "eventgrid", _EVENTGRID_NAMES
     else:
-        top = {k.lower(): v for k, v in obj.items()}
+        # Canonical CloudEvents keys are already lower-case: the copy would equal the object.
+        top = obj if obj.keys() <= _CLOUDEVENTS_KEYS else {k.lower(): v for k, v in obj.items()}
         version_key = "dataversion"
         if "specversion" in top:
             schema, type_key, ws_key, time_key = "cloudevents", "type", "source", "time"

@@ -89,10 +89,14 @@ class ModelDeployedData(BaseModel):
     model_config = _STRICT
 
     service_name: str = Field(validation_alias=_key("serviceName"), min_length=1)
-    service_compute_type: str | None = Field(default=None, validation_alias=_key("serviceComputeType"))
+    service_compute_type: str | None = Field(
+        default=None, validation_alias=_key("serviceComputeType")
+    )
     model_ids: str | None = Field(default=None, validation_alias=_key("modelIds"))
     service_tags: Tags = Field(default_factory=dict, validation_alias=_key("serviceTags"))
-    service_properties: Tags = Field(default_factory=dict, validation_alias=_key("serviceProperties"))
+    service_properties: Tags = Field(
+        default_factory=dict, validation_alias=_key("serviceProperties")
+    )
 
 
 class DriftData(BaseModel):
