@@ -37,26 +37,29 @@ def to_arrow(rows: TableRows) -> ArrowBatch:
         if not table_rows:
             continue
         schema = schemas[name]
+        days = np.fromiter((row[-1] for row in table_rows), dtype=np.int32, count=len(table_rows))
+        order: np.ndarray | None = None
+        if len(days) > 1 and (days[1:] < days[:-1]).any():
+            # Sort the row references, not the converted table: a take() would copy every
+            # column again (payloads included); same stable order either way.
+            order = np.argsort(days, kind="stable")
+            table_rows = [table_rows[i] for i in order.tolist()]
+            days = days[order]
         columns = list(zip(*table_rows))
         arrays = [pa.array(columns[i], type=f.type) for i, f in enumerate(schema)]
         names = list(schema.names)
-        days = np.asarray(columns[-1], dtype=np.int32)
         arrays.append(pa.array(days).cast(pa.date32()))
         names.append(PARTITION_COLUMN)
         if name in EVENT_TABLES:
             owners = np.asarray(rows.owners[name], dtype=np.int64)
+            if order is not None:
+                owners = owners[order]
             if raw_order is not None:  # raw rows moved: point at their new positions
                 owners = raw_order[owners]
             arrays.append(pa.array(owners))
             names.append(OWNER_COLUMN)
-        table = pa.Table.from_arrays(arrays, names=names)
-        order = np.argsort(days, kind="stable")
-        if len(days) > 1 and (days[1:] < days[:-1]).any():
-            table = table.take(pa.array(order))
-        else:
-            order = np.arange(len(days))
-        if name == "raw_events":
+        if name == "raw_events" and order is not None:
             raw_order = np.empty_like(order)
             raw_order[order] = np.arange(len(order))  # old position -> new position
-        batch.tables[name] = table
+        batch.tables[name] = pa.Table.from_arrays(arrays, names=names)
     return batch

@@ -145,8 +145,10 @@ class ParquetWarehouse:
         return masks, new_keys
 
     def _fresh_mask(self, name: str, tables: list[pa.Table], new_keys) -> np.ndarray:
-        keys = pa.chunked_array([t["dedupe_key"] for t in tables]).to_numpy()
-        days = pa.chunked_array([t[PARTITION_COLUMN] for t in tables]).cast(pa.int32()).to_numpy()
+        # per table, then concatenated: ChunkedArray.to_numpy over many chunks costs ~0.25 us
+        # a row, two orders of magnitude more than this
+        keys = np.concatenate([t["dedupe_key"].to_numpy() for t in tables])
+        days = np.concatenate([t[PARTITION_COLUMN].cast(pa.int32()).to_numpy() for t in tables])
         keep = np.zeros(len(keys), dtype=bool)
         keep[np.unique(keys, return_index=True)[1]] = True  # first copy within the batch
         for day in np.unique(days).tolist():

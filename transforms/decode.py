@@ -7,7 +7,7 @@ rows, each carrying its coordinates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -19,7 +19,13 @@ from transforms.envelope import (
     data_object,
     read_envelope,
 )
-from transforms.models import DriftData, ModelDeployedData, ModelRegisteredData, RunData
+from transforms.models import (
+    DriftData,
+    ModelDeployedData,
+    ModelRegisteredData,
+    RunData,
+    wire_keys,
+)
 from transforms.records import (
     AML_EVENT_TYPES,
     DATASET_DRIFT_DETECTED,
@@ -61,6 +67,27 @@ _DATA_MODELS: dict[str, type[BaseModel]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class _DataSpec:
+    """How to validate one event type's data: the model's own validator (the authority
+    on both paths; model_validate adds only a Python-level call around it) and the key
+    spellings that decide whether the data may skip the lower-cased copy."""
+
+    validate: Callable[[Any], BaseModel]
+    wire: frozenset[str]  # exact camelCase keys the model reads
+    lowered: frozenset[str]  # the same keys lower-cased
+
+
+_DATA_SPECS: dict[str, _DataSpec] = {
+    event_type: _DataSpec(
+        model.__pydantic_validator__.validate_python,
+        wire_keys(model),
+        frozenset(k.lower() for k in wire_keys(model)),
+    )
+    for event_type, model in _DATA_MODELS.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
 class DecodeRules:
     """What to accept. `workspaces` holds lower-cased ARM ids; empty means all."""
 
@@ -88,6 +115,30 @@ def _lower_keys(data: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _canonical_keys(data: dict[str, Any], spec: _DataSpec) -> bool:
+    """True when validating `data` as it is reads exactly what validating its
+    lower-cased copy would: every key the model knows is in its camelCase spelling,
+    so lower-casing would neither rename a known key nor merge two spellings of one."""
+    if data.keys() <= spec.wire:
+        return True
+    for key in data:
+        if key not in spec.wire and key.lower() in spec.lowered:
+            return False
+    return True
+
+
+def _validate_data(data: dict[str, Any], spec: _DataSpec) -> BaseModel:
+    """The validated data model. Raises ValidationError, always from the general path,
+    so dead-letter reasons and texts (which name lower-cased keys) never depend on
+    which path ran."""
+    if _canonical_keys(data, spec):
+        try:
+            return spec.validate(data)
+        except ValidationError:
+            pass  # re-validated below for the error text
+    return spec.validate(_lower_keys(data))
+
+
 def _validation_dead_letter(exc: ValidationError) -> tuple[str, str]:
     errors = exc.errors(include_url=False, include_input=False)
     first = errors[0]
@@ -107,22 +158,30 @@ def _validation_dead_letter(exc: ValidationError) -> tuple[str, str]:
     return reason, f"{where}: {detail}" if len(errors) == 1 else detail
 
 
+def _payload(obj: Any, body: bytes, index: int | None) -> bytes:
+    if index is None:
+        return body
+    # an exact-size copy: orjson's result keeps a ~4 KB allocation, and the worker
+    # holds payloads in its reorder buffer
+    return bytes(memoryview(orjson.dumps(obj)))
+
+
+def _ignored(reason: str, detail: str, origin: Origin, index: int | None, envelope) -> Ignored:
+    return Ignored(reason, detail, origin, index, envelope.event_id, envelope.event_type,
+                   envelope.workspace, envelope.subject, envelope.event_time_us)
+
+
+# Module-level helpers rather than closures: _decode_object runs once per event, and
+# defining two closures on every call is pure overhead.
 def _decode_object(
     obj: Any, body: bytes, index: int | None, origin: Origin, rules: DecodeRules,
     out: DecodeResult,
 ) -> None:
-    def payload() -> bytes:
-        if index is None:
-            return body
-        # an exact-size copy: orjson's result keeps a ~4 KB allocation, and the worker
-        # holds payloads in its reorder buffer
-        return bytes(memoryview(orjson.dumps(obj)))
-
     if not isinstance(obj, dict):
         where = "the body" if index is None else f"array element {index}"
         out.dead_letters.append(
             DeadLetter("not_an_event", f"{where} is a JSON {type(obj).__name__}, not an object",
-                       payload(), origin, index)
+                       _payload(obj, body, index), origin, index)
         )
         return
     if isinstance(obj.get("records"), list):
@@ -134,39 +193,37 @@ def _decode_object(
     try:
         envelope, top = read_envelope(obj, body, index, origin)
     except EnvelopeError as exc:
-        out.dead_letters.append(DeadLetter(exc.reason, str(exc), payload(), origin, index))
+        out.dead_letters.append(
+            DeadLetter(exc.reason, str(exc), _payload(obj, body, index), origin, index))
         return
-
-    def ignore(reason: str, detail: str) -> None:
-        out.ignored.append(
-            Ignored(reason, detail, origin, index, envelope.event_id, envelope.event_type,
-                    envelope.workspace, envelope.subject, envelope.event_time_us)
-        )
-
     if envelope.event_type not in rules.event_types:
-        ignore("unknown_event_type", f"event type {envelope.event_type!r} is not accepted")
+        out.ignored.append(_ignored(
+            "unknown_event_type", f"event type {envelope.event_type!r} is not accepted",
+            origin, index, envelope))
         return
     if rules.workspaces and envelope.workspace not in rules.workspaces:
-        ignore("foreign_workspace", f"workspace {envelope.workspace!r} is not accepted")
+        out.ignored.append(_ignored(
+            "foreign_workspace", f"workspace {envelope.workspace!r} is not accepted",
+            origin, index, envelope))
         return
     try:
-        data = _lower_keys(data_object(top, envelope.quirks))
-        model = _DATA_MODELS[envelope.event_type]
-        parsed = model.model_validate(data)
+        parsed = _validate_data(data_object(top, envelope.quirks), _DATA_SPECS[envelope.event_type])
     except EnvelopeError as exc:
-        out.dead_letters.append(DeadLetter(exc.reason, str(exc), payload(), origin, index))
+        out.dead_letters.append(
+            DeadLetter(exc.reason, str(exc), _payload(obj, body, index), origin, index))
         return
     except ValidationError as exc:
         reason, detail = _validation_dead_letter(exc)
-        out.dead_letters.append(DeadLetter(reason, detail, payload(), origin, index))
+        out.dead_letters.append(
+            DeadLetter(reason, detail, _payload(obj, body, index), origin, index))
         return
     if envelope.event_type == RUN_STATUS_CHANGED and not parsed.run_status:
         out.dead_letters.append(
             DeadLetter("missing_field", "data.runStatus: a RunStatusChanged event needs it",
-                       payload(), origin, index)
+                       _payload(obj, body, index), origin, index)
         )
         return
-    out.events.append(AmlEvent(envelope, parsed, payload(), origin, index))
+    out.events.append(AmlEvent(envelope, parsed, _payload(obj, body, index), origin, index))
 
 
 def decode_body(body: bytes, origin: Origin, rules: DecodeRules) -> DecodeResult:

@@ -2,15 +2,17 @@
 
 Keys arrive in camelCase (the wire), PascalCase (docs, historical payloads) or
 both in one object, so the decoder lower-cases keys before validation and the
-models use lower-case aliases. Unknown keys (e.g. `createdBy`,
-`tarAsSystemEventDatasetId`) are ignored.
+models accept lower-case names. They also accept the exact camelCase spelling, so
+a data object whose keys are already canonical (almost every delivery) is
+validated as it is, without a lower-cased copy (see decode's fast path). Unknown
+keys (e.g. `createdBy`, `tarAsSystemEventDatasetId`) are ignored.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from transforms.timeparse import InvalidTime, parse_instant_us
@@ -49,50 +51,67 @@ Instant = Annotated[int | None, BeforeValidator(_instant_or_none)]
 _STRICT = ConfigDict(extra="ignore", strict=True, frozen=True, populate_by_name=False)
 
 
+def _key(camel: str) -> AliasChoices:
+    # Lower-case first: the general path validates lower-cased keys, and a missing
+    # field is reported under the first choice (`data.runid`), as it always was.
+    return AliasChoices(camel.lower(), camel)
+
+
+def wire_keys(model: type[BaseModel]) -> frozenset[str]:
+    """The exact camelCase keys a data model reads."""
+    return frozenset(f.validation_alias.choices[1] for f in model.model_fields.values())
+
+
 class RunData(BaseModel):
     model_config = _STRICT
 
-    run_id: str = Field(alias="runid", min_length=1)
-    experiment_id: str | None = Field(default=None, alias="experimentid")
-    experiment_name: str | None = Field(default=None, alias="experimentname")
-    run_type: str | None = Field(default=None, alias="runtype")
-    run_status: str | None = Field(default=None, alias="runstatus")
-    run_tags: Tags = Field(default_factory=dict, alias="runtags")
-    run_properties: Tags = Field(default_factory=dict, alias="runproperties")
+    run_id: str = Field(validation_alias=_key("runId"), min_length=1)
+    experiment_id: str | None = Field(default=None, validation_alias=_key("experimentId"))
+    experiment_name: str | None = Field(default=None, validation_alias=_key("experimentName"))
+    run_type: str | None = Field(default=None, validation_alias=_key("runType"))
+    run_status: str | None = Field(default=None, validation_alias=_key("runStatus"))
+    run_tags: Tags = Field(default_factory=dict, validation_alias=_key("runTags"))
+    run_properties: Tags = Field(default_factory=dict, validation_alias=_key("runProperties"))
 
 
 class ModelRegisteredData(BaseModel):
     model_config = _STRICT
 
-    model_name: str = Field(alias="modelname", min_length=1)
-    model_version: Annotated[str, BeforeValidator(_version_text)] = Field(alias="modelversion")
-    model_tags: Tags = Field(default_factory=dict, alias="modeltags")
-    model_properties: Tags = Field(default_factory=dict, alias="modelproperties")
+    model_name: str = Field(validation_alias=_key("modelName"), min_length=1)
+    model_version: Annotated[str, BeforeValidator(_version_text)] = Field(
+        validation_alias=_key("modelVersion")
+    )
+    model_tags: Tags = Field(default_factory=dict, validation_alias=_key("modelTags"))
+    model_properties: Tags = Field(default_factory=dict, validation_alias=_key("modelProperties"))
 
 
 class ModelDeployedData(BaseModel):
     model_config = _STRICT
 
-    service_name: str = Field(alias="servicename", min_length=1)
-    service_compute_type: str | None = Field(default=None, alias="servicecomputetype")
-    model_ids: str | None = Field(default=None, alias="modelids")
-    service_tags: Tags = Field(default_factory=dict, alias="servicetags")
-    service_properties: Tags = Field(default_factory=dict, alias="serviceproperties")
+    service_name: str = Field(validation_alias=_key("serviceName"), min_length=1)
+    service_compute_type: str | None = Field(
+        default=None, validation_alias=_key("serviceComputeType")
+    )
+    model_ids: str | None = Field(default=None, validation_alias=_key("modelIds"))
+    service_tags: Tags = Field(default_factory=dict, validation_alias=_key("serviceTags"))
+    service_properties: Tags = Field(
+        default_factory=dict, validation_alias=_key("serviceProperties")
+    )
 
 
 class DriftData(BaseModel):
     model_config = _STRICT
 
-    data_drift_id: str = Field(alias="datadriftid", min_length=1)
-    data_drift_name: str | None = Field(default=None, alias="datadriftname")
-    run_id: str | None = Field(default=None, alias="runid")
-    base_dataset_id: str | None = Field(default=None, alias="basedatasetid")
-    target_dataset_id: str | None = Field(default=None, alias="targetdatasetid")
+    data_drift_id: str = Field(validation_alias=_key("dataDriftId"), min_length=1)
+    data_drift_name: str | None = Field(default=None, validation_alias=_key("dataDriftName"))
+    run_id: str | None = Field(default=None, validation_alias=_key("runId"))
+    base_dataset_id: str | None = Field(default=None, validation_alias=_key("baseDatasetId"))
+    target_dataset_id: str | None = Field(default=None, validation_alias=_key("targetDatasetId"))
     drift_coefficient: Annotated[float | None, BeforeValidator(_coefficient)] = Field(
-        default=None, alias="driftcoefficient"
+        default=None, validation_alias=_key("driftCoefficient")
     )
-    start_time: Instant = Field(default=None, alias="starttime")
-    end_time: Instant = Field(default=None, alias="endtime")
+    start_time: Instant = Field(default=None, validation_alias=_key("startTime"))
+    end_time: Instant = Field(default=None, validation_alias=_key("endTime"))
 
 
 def parse_model_ids(model_ids: str | None) -> list[tuple[str, str | None]]:

@@ -58,15 +58,18 @@ EVENT_TABLES = ("run_events", "model_registrations", "model_deployments", "drift
 def _json(value: dict[str, Any]) -> str:
     # str, not orjson's bytes: those keep a ~4 KB allocation each, which matters when the
     # worker's reorder buffer holds tens of thousands of rows
+    if not value:
+        return "{}"  # most tag maps: what orjson would write, without the round trip
     return orjson.dumps(value).decode()
 
 
-def _first(key: str, *maps: dict[str, Any]) -> str | None:
-    for m in maps:
-        value = m.get(key)
-        if value is not None:
-            return value if isinstance(value, str) else str(value)
-    return None
+def _first(key: str, first: dict[str, Any], second: dict[str, Any]) -> str | None:
+    value = first.get(key)
+    if value is None:
+        value = second.get(key)
+        if value is None:
+            return None
+    return value if isinstance(value, str) else str(value)
 
 
 def _coords(origin: Origin, index: int | None, ingested_us: int) -> tuple:
@@ -92,7 +95,7 @@ class TableRows:
     def add(self, result: DecodeResult, ingested_us: int) -> None:
         self.bodies += 1
         for event in result.events:
-            self.add_event(event, ingested_us)
+            self.add_event_rows(event_rows(event, ingested_us), event.late)
         for dead in result.dead_letters:
             date = utc_day_of(dead.origin.enqueued_us or ingested_us)
             try:
@@ -115,24 +118,23 @@ class TableRows:
         self.add_event_rows(event_rows(event, ingested_us), event.late)
 
     def add_event_rows(self, prepared: EventRows, late: bool) -> None:
-        owner = len(self.rows["raw_events"])
+        rows, owners = self.rows, self.owners
+        raw_rows = rows["raw_events"]
+        owner = len(raw_rows)
         for table, row in prepared.facts:
-            self._fact(table, owner, row)
+            rows[table].append(row)
+            owners[table].append(owner)
         raw = prepared.raw
         if late:
             raw = raw[:_LATE] + (True,) + raw[_LATE + 1:]
-        self.rows["raw_events"].append(raw)
+        raw_rows.append(raw)
 
-    def _fact(self, table: str, owner: int, row: tuple) -> None:
-        self.rows[table].append(row)
-        self.owners[table].append(owner)
-
-def _run(event_type: str, env: Any, data: RunData) -> tuple:
+def _run(head: tuple, event_type: str, env: Any, data: RunData) -> tuple:
     status = run_event_status(data.run_status)
     if event_type == RUN_COMPLETED and status != "Completed":
         env.quirks.append("run_completed_with_status")
     tags, props = data.run_tags, data.run_properties
-    return (
+    return head + (
         event_type, env.subject, env.event_time_us, data.run_id, data.experiment_id,
         data.experiment_name, data.run_type, status, data.run_status, STATUS_RANK[status],
         _first("azureml.pipelinerunid", tags, props),
@@ -158,10 +160,15 @@ _LATE = TABLE_COLUMNS["raw_events"].index("late")
 def event_rows(event: AmlEvent, ingested_us: int) -> EventRows:
     env, data = event.envelope, event.data
     head = (env.key, env.workspace, env.workspace_name, env.event_id)
-    tail = _coords(event.origin, event.index, ingested_us) + (utc_day_of(env.event_time_us),)
+    origin = event.origin
+    tail = (  # _coords and the partition day in one tuple: this runs once per event
+        origin.source_kind, origin.hub, origin.partition_id, origin.offset,
+        origin.sequence_number, origin.enqueued_us, origin.file, origin.line, event.index,
+        ingested_us, utc_day_of(env.event_time_us),
+    )
     facts: list[tuple[str, tuple]] = []
     if isinstance(data, RunData):
-        facts.append(("run_events", head + _run(env.event_type, env, data) + tail))
+        facts.append(("run_events", _run(head, env.event_type, env, data) + tail))
     elif isinstance(data, ModelRegisteredData):
         facts.append(("model_registrations", head + (
             env.subject, env.event_time_us, data.model_name, data.model_version,
