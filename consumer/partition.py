@@ -16,14 +16,15 @@ while a pipeline has batches in flight, no flush may take its checkpoint frontie
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from transforms.decode import DecodeRules, decode_body
 from transforms.models import RunData
 from transforms.ordering import Released, ReorderBuffer
 from transforms.records import AmlEvent, DecodeResult, Origin
-from transforms.rows import TableRows, event_rows
+from transforms.rows import EventRows, TableRows, event_rows
 from transforms.status import STATUS_RANK, run_event_status
 
 
@@ -58,6 +59,26 @@ def _rank(event: AmlEvent) -> int:
     return 0
 
 
+class Compact(NamedTuple):
+    """A buffered event kept as the message it came from, re-decoded at release.
+
+    The normalized rows of an event take ~2.5x the bytes of its body (JSON text of
+    tags and properties, per-row strings and tuples), and a live partition holds
+    every event for `max_lateness_s`. Decoding is pure, so decoding the same body
+    with the same origin, rules and ingest stamp again gives the same rows. Only
+    single-object bodies: an array element's payload is a re-serialization.
+    """
+
+    body: bytes
+    origin: Origin
+    ingested_us: int
+
+
+# Below this many buffered events a partition keeps rows as they are: a backlog
+# (events released within a batch or two) never pays for decoding twice.
+COMPACT_ABOVE = 256
+
+
 @dataclass
 class PartitionPipeline:
     hub: str
@@ -73,8 +94,13 @@ class PartitionPipeline:
     counters: PartitionCounters = field(default_factory=PartitionCounters)
     in_flight: int = 0  # batches between the SDK callback and the sink (kept by the worker)
     guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    held: list = field(default_factory=list, repr=False)  # as of the last refresh_held()
-    _held_version: tuple | None = field(default=None, repr=False)
+    compact_above: int = COMPACT_ABOVE
+    # Provisional files (consumer/provisional.py): buffered events not yet shown, and for
+    # shown ones the file version that shows them, keyed by id() of the buffered item
+    # (alive in the buffer until released, so ids cannot be reused meanwhile).
+    _fresh: dict[int, EventRows] = field(default_factory=dict, repr=False)
+    _shown_in: dict[int, int] = field(default_factory=dict, repr=False)
+    _done: Counter = field(default_factory=Counter, repr=False)  # version -> events now committed-bound
 
     def __post_init__(self) -> None:
         self.buffer = ReorderBuffer(self.max_lateness_us, self.max_buffered)
@@ -101,10 +127,13 @@ class PartitionPipeline:
                 ordering_us = event.envelope.event_time_us
                 if msg.enqueued_us is not None:  # a producer clock far ahead must not stall the partition
                     ordering_us = min(ordering_us, msg.enqueued_us + self.max_future_skew_us)
-                # the buffer holds the normalized rows, not the parsed event: a third of the memory
-                self.buffer.push(event_rows(event, ingested_us), subject=event.envelope.subject,
-                                 event_time_us=ordering_us, rank=_rank(event),
-                                 sequence=msg.sequence_number, now_us=now_us)
+                prepared = event_rows(event, ingested_us)
+                item = prepared
+                if event.index is None and len(self.buffer) >= self.compact_above:
+                    item = Compact(msg.body, origin, ingested_us)
+                self._fresh[id(item)] = prepared
+                self.buffer.push(item, subject=event.envelope.subject, event_time_us=ordering_us,
+                                 rank=_rank(event), sequence=msg.sequence_number, now_us=now_us)
             self.unconfirmed.append(Mark(msg.offset, msg.sequence_number))
         self.counters.dead_letters += len(bad.dead_letters)
         self.counters.ignored += len(bad.ignored)
@@ -125,21 +154,39 @@ class PartitionPipeline:
         return rows
 
     def _add_released(self, rows: TableRows, released: list[Released]) -> None:
-        for item in released:
+        for out in released:
             self.counters.events += 1
-            self.counters.late += item.late
-            rows.add_event_rows(item.item, item.late)
+            self.counters.late += out.late
+            item = out.item
+            key = id(item)
+            if self._fresh.pop(key, None) is None:  # it was shown in a provisional file
+                version = self._shown_in.pop(key, None)
+                if version is not None:
+                    self._done[version] += 1
+            rows.add_event_rows(item if isinstance(item, EventRows) else self._expand(item), out.late)
 
-    def refresh_held(self) -> bool:
-        """Update `held` to the rows of every event still buffered; False if unchanged
-        since the last call (for the provisional files: consumer/provisional.py)."""
+    def _expand(self, item: Compact) -> EventRows:
+        events = decode_body(item.body, item.origin, self.rules).events
+        if len(events) != 1:  # decoding is pure: only a bug gets here
+            raise RuntimeError(f"partition {self.partition_id} sequence {item.origin.sequence_number}: "
+                               f"re-decoding a buffered body gave {len(events)} events")
+        return event_rows(events[0], item.ingested_us)
+
+    def take_fresh(self, version: int) -> list[EventRows]:
+        """Rows of the events buffered since the last call that are still buffered, now
+        shown in provisional file `version`."""
         with self.guard:
-            version = self.buffer.version
-            if version == self._held_version:
-                return False
-            self._held_version = version
-            self.held = self.buffer.held()
-            return True
+            fresh, self._fresh = self._fresh, {}
+            for key in fresh:
+                self._shown_in[key] = version
+            return list(fresh.values())
+
+    def take_done(self) -> Counter:
+        """Per provisional version, how many of its events left the buffer since the last
+        call (released into the sink, or dropped with the partition)."""
+        with self.guard:
+            done, self._done = self._done, Counter()
+            return done
 
     def take_frontier(self) -> Mark | None:
         """When the sink's batch is taken for a flush: the last received message whose
@@ -173,4 +220,7 @@ class PartitionPipeline:
             dropped = self.buffer.clear()
             self.unconfirmed.clear()
             self.ready = None
+            self._fresh.clear()
+            self._done.update(self._shown_in.values())  # the next owner shows them again
+            self._shown_in.clear()
         return dropped

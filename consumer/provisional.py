@@ -4,28 +4,31 @@ The reorder buffer holds each event until the partition's watermark passes it
 (`[ordering] max_lateness_s`, 30 s by default), so a view fed only by committed
 events lags live traffic by that much. Stream processors answer this with early
 (speculative) results next to the final ones; here, at each flush, a worker
-writes what all its partitions' buffers hold as one new Parquet file per table:
+writes the events its buffers took since the previous flush (and still hold)
+as one new Parquet file per table, a *version*:
 `<warehouse>/_provisional/<table>/<instance>-<version>.parquet`. Query
 connections read them next to the committed files with `provisional = true`,
 and the dedupe views rank committed copies first, so an event counts once
 whether it is buffered, committed, or both for a moment.
 
-Files are immutable, like committed ones: DuckDB may open a file more than
-once per query, so a file rewritten in place can fail a reader mid-scan. A
-superseded version is deleted only after `grace_s`, so a query that listed it
-can still read it; every row of an old version is a real event, and the dedupe
-views already count it once. Each table folder keeps an empty `_anchor.parquet`
+A version is retired once every event in it has left its buffer and the flush
+that carried it out has committed (the worker reports that through `settle`),
+and deleted `grace_s` later: files are immutable, because DuckDB may open a
+file more than once per query, and a query that listed a file can still read
+it. Every row of a retired version is a committed event by then, so a reader
+seeing both counts it once. Each table folder keeps an empty `_anchor.parquet`
 so its glob always matches something. A crashed worker's files stay visible
-until the partition's next owner has re-read those events, and are swept by
-any worker once older than `stale_s` (live workers touch theirs every
-`heartbeat_s`). Nothing here is durable state; stock tools reading
-`<warehouse>/<table>/` see committed rows only.
+until swept by any worker once older than `stale_s` (live workers touch theirs
+every `heartbeat_s`); their events are real, and the next owner of the
+partition re-reads and commits them. Nothing here is durable state; stock tools
+reading `<warehouse>/<table>/` see committed rows only.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -60,17 +63,18 @@ class ProvisionalFiles:
         self.compression = compression
         self.grace_s, self.stale_s, self.heartbeat_s = grace_s, stale_s, heartbeat_s
         self.instance = uuid.uuid4().hex[:12]
-        self._version = 0
-        self._current: list[Path] = []
-        self._superseded: list[tuple[float, list[Path]]] = []  # (superseded at, files)
+        self._live: dict[int, tuple[list[Path], int]] = {}  # version -> (files, events not settled)
+        self._retired: list[tuple[float, list[Path]]] = []  # (retired at, files), oldest first
         self._touched = 0.0
         self._swept = float("-inf")
 
-    def publish(self, partitions: Iterable[list[EventRows]], now: float) -> None:
-        """Write a new version holding these partitions' buffered events, then retire old ones.
+    def publish(self, version: int, partitions: Iterable[list[EventRows]], now: float) -> None:
+        """Write `version`: these partitions' newly buffered events (empty: no files).
         `now` is wall-clock seconds (file mtimes are compared with it)."""
-        self._version += 1
-        stem = f"{self.instance}-{self._version:08d}"
+        parts = [held for held in partitions if held]
+        if not parts:
+            return
+        stem = f"{self.instance}-{version:08d}"
         writers: dict[str, tuple[pq.ParquetWriter, Path]] = {}
         try:
             for name in PROVISIONAL_TABLES:
@@ -79,9 +83,8 @@ class ProvisionalFiles:
                 self._anchor(folder, name)
                 temp = folder / f".{stem}.tmp"
                 writers[name] = (pq.ParquetWriter(temp, _schema(name), compression=self.compression), temp)
-            for held in partitions:  # one row group per partition: memory is one partition's rows
-                tables = _tables(held)
-                for name, table in tables.items():
+            for held in parts:  # one row group per partition
+                for name, table in _tables(held).items():
                     writers[name][0].write_table(table)
         except BaseException:
             for writer, temp in writers.values():
@@ -89,37 +92,49 @@ class ProvisionalFiles:
                 temp.unlink(missing_ok=True)
             raise
         files = []
-        for name, (writer, temp) in writers.items():
+        for writer, temp in writers.values():
             writer.close()
             final = temp.with_name(f"{stem}.parquet")
-            os.replace(temp, final)  # no fsync: the next owner rebuilds it from the hub
+            os.replace(temp, final)  # no fsync: after a crash the hub has these events
             files.append(final)
-        if self._current:
-            self._superseded.append((now, self._current))
-        self._current, self._touched = files, now
-        self.retire(now)
+        self._live[version] = (files, sum(len(h) for h in parts))
 
-    def retire(self, now: float) -> None:
-        """Delete superseded versions past their grace; keep ours alive; sweep dead workers'."""
-        while self._superseded and now - self._superseded[0][0] >= self.grace_s:
-            for path in self._superseded.pop(0)[1]:
+    def settle(self, done: Counter, now: float) -> None:
+        """Events of these versions have been committed (or dropped with their partition):
+        retire versions with none left, delete retired ones past their grace."""
+        for version, count in done.items():
+            if version in self._live:
+                files, left = self._live[version]
+                if left - count > 0:
+                    self._live[version] = (files, left - count)
+                else:
+                    del self._live[version]
+                    self._retired.append((now, files))
+        while self._retired and now - self._retired[0][0] >= self.grace_s:
+            for path in self._retired.pop(0)[1]:
                 path.unlink(missing_ok=True)
-        if self._current and now - self._touched >= self.heartbeat_s:
-            for path in self._current:
-                os.utime(path, (now, now))
+        if now - self._touched >= self.heartbeat_s:
             self._touched = now
+            for files, _ in self._live.values():
+                for path in files:
+                    os.utime(path, (now, now))  # alive: not stale for other workers' sweeps
         if now - self._swept >= self.heartbeat_s:
             self._swept = now
             self._sweep(now)
 
     def close(self) -> None:
         """Graceful stop: everything buffered was committed, so every version goes."""
-        for path in self._current + [p for _, files in self._superseded for p in files]:
-            path.unlink(missing_ok=True)
-        self._current, self._superseded = [], []
+        for files in [f for f, _ in self._live.values()] + [f for _, f in self._retired]:
+            for path in files:
+                path.unlink(missing_ok=True)
+        self._live, self._retired = {}, []
+
+    def _ours(self) -> set[Path]:
+        return {p for files, _ in self._live.values() for p in files} | {
+            p for _, files in self._retired for p in files}
 
     def _sweep(self, now: float) -> None:
-        ours = set(self._current) | {p for _, files in self._superseded for p in files}
+        ours = self._ours()
         for path in self.root.glob("*/*.parquet"):
             if path.name == ANCHOR or path in ours:
                 continue

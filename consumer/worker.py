@@ -23,6 +23,7 @@ import logging
 import random
 import signal
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -106,6 +107,8 @@ class Worker:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _flush_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     provisional: ProvisionalFiles | None = None  # set by run() when [writer] provisional
+    _shown_version: int = 0
+    _orphan_done: Counter = field(default_factory=Counter)  # of partitions closed since the last flush
     _decoder: ThreadPoolExecutor | None = None
     _decode_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_MAX_BATCHES_IN_FLIGHT))
     _committer: ThreadPoolExecutor | None = None
@@ -132,6 +135,7 @@ class Worker:
             self._share_buffer_budget()
         if pipeline is not None and not self.stopping:
             dropped = pipeline.reset()  # not checkpointed: the new owner re-reads them
+            self._orphan_done.update(pipeline.take_done())
             log.warning("partition %s closed (%s): dropped %d buffered event(s) after offset %s",
                         pid, getattr(reason, "name", reason), dropped,
                         pipeline.checkpointed.offset if pipeline.checkpointed else "-")
@@ -235,11 +239,16 @@ class Worker:
             pending = self.sink.take_pending()
             settled = [(pid, p) for pid, p in self.pipelines.items() if not p.in_flight]
             frontiers = [(pid, p, p.take_frontier()) for pid, p in settled]
-            held = None  # what the buffers hold, if that changed (busy ones: as last seen)
-            if self.provisional is not None and sum([p.refresh_held() for _, p in settled]):
-                held = [p.held for p in self.pipelines.values()]
+            shown = None  # for the provisional files: new version, its events, versions settled
+            if self.provisional is not None:
+                self._shown_version += 1
+                fresh = [p.take_fresh(self._shown_version) for p in self.pipelines.values()]
+                done, self._orphan_done = self._orphan_done, Counter()
+                for _, p in settled:  # a busy one's releases may not be in this batch yet
+                    done.update(p.take_done())
+                shown = (self._shown_version, fresh, done)
             try:
-                await asyncio.get_running_loop().run_in_executor(self._committer, self._commit, pending, held)
+                await asyncio.get_running_loop().run_in_executor(self._committer, self._commit, pending, shown)
             except WarehouseWriteError as exc:
                 self.fatal = exc
                 self._stop.set()
@@ -252,15 +261,16 @@ class Worker:
                 if not await self._checkpoint(pid, mark, final=final):
                     break  # the store is failing: the others wait for the next round
 
-    def _commit(self, pending, held) -> None:
-        """In the writer thread: the batch first, then the provisional files, so a
-        released event is never missing from both."""
+    def _commit(self, pending, shown) -> None:
+        """In the writer thread: the batch first, then the provisional files, so an
+        event is never missing from both."""
         self.sink.commit(pending)
+        if shown is None:
+            return
+        version, fresh, done = shown
         try:
-            if self.provisional is not None and held is not None:
-                self.provisional.publish(held, time.time())
-            elif self.provisional is not None:
-                self.provisional.retire(time.time())
+            self.provisional.publish(version, fresh, time.time())
+            self.provisional.settle(done, time.time())  # their events are in the batch just committed
         except OSError as exc:
             raise WarehouseWriteError(self.sink.explain(exc)) from exc
 

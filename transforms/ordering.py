@@ -302,14 +302,5 @@ class ReorderBuffer(Generic[T]):
         """Max event time pushed - max_lateness - 1; None before the first push."""
         return None if self._watermark == _NEVER else self._watermark  # type: ignore[return-value]
 
-    def held(self) -> list[T]:
-        """The items still held, in no particular order (a snapshot list)."""
-        return [entry[-1] for entry in self._heap] + [entry[-1] for entry in self._late]
-
-    @property
-    def version(self) -> tuple[int, int, int]:
-        """Changes whenever the held set does (a push, a release or a clear)."""
-        return self.stats.pushed, self.stats.released, self.stats.dropped
-
     def __len__(self) -> int:
         return len(self._heap) + len(self._late)
