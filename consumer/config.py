@@ -94,6 +94,9 @@ class OrderingSettings(BaseModel):
     max_buffered_events: int = Field(
         50_000, gt=0, description="whole process, shared by the owned partitions; forces early release")
     max_future_skew_s: float = Field(300.0, ge=0, description="event times past enqueued+skew order as enqueued+skew")
+    # deep buffers keep events as their message bodies; spill puts those bodies in files
+    # under <warehouse>/_spill so memory does not grow with rate x lateness
+    spill: bool = True
 
 
 class WriterSettings(BaseModel):

@@ -20,6 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from consumer.spill import BodySpill, SpillRef
 from transforms.decode import DecodeRules, decode_body
 from transforms.models import RunData
 from transforms.ordering import Released, ReorderBuffer
@@ -65,18 +66,19 @@ class Compact(NamedTuple):
     The normalized rows of an event take ~2.5x the bytes of its body (JSON text of
     tags and properties, per-row strings and tuples), and a live partition holds
     every event for `max_lateness_s`. Decoding is pure, so decoding the same body
-    with the same origin, rules and ingest stamp again gives the same rows. Only
-    single-object bodies: an array element's payload is a re-serialization.
+    with the same origin, rules and ingest stamp again gives the same rows; for an
+    element of a JSON array body, the event at the same `index`.
     """
 
-    body: bytes
+    body: bytes | SpillRef  # a SpillRef when the pipeline spills bodies to disk
+    index: int | None
     origin: Origin
     ingested_us: int
 
 
 # Below this many buffered events a partition keeps rows as they are: a backlog
 # (events released within a batch or two) never pays for decoding twice.
-COMPACT_ABOVE = 256
+COMPACT_ABOVE = 64
 
 
 @dataclass
@@ -95,6 +97,7 @@ class PartitionPipeline:
     in_flight: int = 0  # batches between the SDK callback and the sink (kept by the worker)
     guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
     compact_above: int = COMPACT_ABOVE
+    spill: BodySpill | None = None  # where compacted bodies go; None: they stay in memory
     # Provisional files (consumer/provisional.py): buffered events not yet shown, and for
     # shown ones the file version that shows them, keyed by id() of the buffered item
     # (alive in the buffer until released, so ids cannot be reused meanwhile).
@@ -129,8 +132,9 @@ class PartitionPipeline:
                     ordering_us = min(ordering_us, msg.enqueued_us + self.max_future_skew_us)
                 prepared = event_rows(event, ingested_us)
                 item = prepared
-                if event.index is None and len(self.buffer) >= self.compact_above:
-                    item = Compact(msg.body, origin, ingested_us)
+                if len(self.buffer) >= self.compact_above:
+                    item = Compact(msg.body if self.spill is None else self.spill.put(msg.body),
+                                   event.index, origin, ingested_us)
                 self._fresh[id(item)] = prepared
                 self.buffer.push(item, subject=event.envelope.subject, event_time_us=ordering_us,
                                  rank=_rank(event), sequence=msg.sequence_number, now_us=now_us)
@@ -166,10 +170,11 @@ class PartitionPipeline:
             rows.add_event_rows(item if isinstance(item, EventRows) else self._expand(item), out.late)
 
     def _expand(self, item: Compact) -> EventRows:
-        events = decode_body(item.body, item.origin, self.rules).events
+        body = item.body if self.spill is None else self.spill.take(item.body)
+        events = [e for e in decode_body(body, item.origin, self.rules).events if e.index == item.index]
         if len(events) != 1:  # decoding is pure: only a bug gets here
             raise RuntimeError(f"partition {self.partition_id} sequence {item.origin.sequence_number}: "
-                               f"re-decoding a buffered body gave {len(events)} events")
+                               f"re-decoding a buffered body gave {len(events)} events at index {item.index}")
         return event_rows(events[0], item.ingested_us)
 
     def take_fresh(self, version: int) -> list[EventRows]:
@@ -221,6 +226,8 @@ class PartitionPipeline:
             self.unconfirmed.clear()
             self.ready = None
             self._fresh.clear()
+            if self.spill is not None:
+                self.spill.clear()
             self._done.update(self._shown_in.values())  # the next owner shows them again
             self._shown_in.clear()
         return dropped

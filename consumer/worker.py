@@ -21,8 +21,10 @@ import asyncio
 import gc
 import logging
 import random
+import shutil
 import signal
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,8 +36,10 @@ from consumer.batch import ArrowBatch, to_arrow
 from consumer.checkpoints import checkpoint_store
 from consumer.config import Settings
 from consumer.eventhub import consumer_client, eventhub_name
+from consumer.memory import release_free_memory
 from consumer.partition import Message, PartitionPipeline
 from consumer.provisional import ProvisionalFiles
+from consumer.spill import SPILL_DIR, BodySpill, SpillError, sweep_spill_folders
 from consumer.warehouse import ParquetWarehouse, WarehouseWriteError
 from transforms.decode import DecodeResult, DecodeRules
 
@@ -108,6 +112,8 @@ class Worker:
     _flush_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     provisional: ProvisionalFiles | None = None  # set by run() when [writer] provisional
     _shown_version: int = 0
+    _instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _claims: int = 0
     _orphan_done: Counter = field(default_factory=Counter)  # of partitions closed since the last flush
     _decoder: ThreadPoolExecutor | None = None
     _decode_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_MAX_BATCHES_IN_FLIGHT))
@@ -117,9 +123,13 @@ class Worker:
     async def on_partition_initialize(self, context) -> None:
         pid = context.partition_id
         o = self.settings.ordering
+        spill = None
+        if o.spill:
+            self._claims += 1  # a fresh folder per claim: a reclaimed partition starts clean
+            spill = BodySpill(self.sink.root / SPILL_DIR / self._instance / f"p{pid}-{self._claims}")
         self.pipelines[pid] = PartitionPipeline(
             self.hub, pid, self.rules, int(o.max_lateness_s * 1e6), o.max_buffered_events,
-            int(o.max_future_skew_s * 1e6))
+            int(o.max_future_skew_s * 1e6), spill=spill)
         self.contexts[pid] = context
         self.retries[pid] = RetryState()
         self.last_activity_us = _mono_us()
@@ -136,6 +146,8 @@ class Worker:
         if pipeline is not None and not self.stopping:
             dropped = pipeline.reset()  # not checkpointed: the new owner re-reads them
             self._orphan_done.update(pipeline.take_done())
+            if pipeline.spill is not None:
+                pipeline.spill.close()
             log.warning("partition %s closed (%s): dropped %d buffered event(s) after offset %s",
                         pid, getattr(reason, "name", reason), dropped,
                         pipeline.checkpointed.offset if pipeline.checkpointed else "-")
@@ -199,8 +211,11 @@ class Worker:
         if fut.cancelled() or fut.exception() is not None:
             # in_flight stays up, so nothing of this partition is checkpointed again; stop
             exc = RuntimeError("decoding cancelled") if fut.cancelled() else fut.exception()
-            log.error("partition %s: processing failed; stopping without checkpointing it",
-                      pipeline.partition_id, exc_info=exc)
+            if isinstance(exc, SpillError):  # the disk, not a bug: say what to fix, no traceback
+                exc = WarehouseWriteError(self.sink.explain(exc))
+            else:
+                log.error("partition %s: processing failed; stopping without checkpointing it",
+                          pipeline.partition_id, exc_info=exc)
             self.fatal = self.fatal or exc
             self._stop.set()
             return
@@ -216,6 +231,12 @@ class Worker:
             self._flush_wanted.set()
 
     # -- flush and checkpoint -------------------------------------------------
+    @property
+    def _burst_rows(self) -> int:
+        """Flush step when many partitions release at once (idle, shutdown): a quarter of
+        max_rows, because those rows were compact bodies a moment ago (consumer/partition.py)."""
+        return max(1, self.settings.writer.max_rows // 4)
+
     def _due(self) -> bool:
         w = self.settings.writer
         pending = self.sink.pending_rows
@@ -265,6 +286,7 @@ class Worker:
         """In the writer thread: the batch first, then the provisional files, so an
         event is never missing from both."""
         self.sink.commit(pending)
+        release_free_memory()  # consumer/memory.py: decode garbage the arenas would keep
         if shown is None:
             return
         version, fresh, done = shown
@@ -317,10 +339,11 @@ class Worker:
             now = _mono_us()
             if now - last_tick >= interval_us:
                 last_tick = now
+                release_free_memory()  # between flushes too: releases re-decode their bodies
                 for pipeline in list(self.pipelines.values()):
                     if not pipeline.in_flight:  # a busy one releases at the end of its batch anyway
                         self.sink.write(pipeline.tick(now))
-                        if self.sink.pending_rows >= w.max_rows:
+                        if self.sink.pending_rows >= self._burst_rows:
                             await self._maybe_flush()  # idle releases of many partitions at once
             await self._maybe_flush()
             if self._idle_long_enough(now):
@@ -366,6 +389,8 @@ class Worker:
         self.last_flush_us = self.last_activity_us = _mono_us()
         if self.settings.writer.provisional:
             self.provisional = ProvisionalFiles(self.sink.root, self.settings.warehouse.compression)
+        if self.settings.ordering.spill:
+            sweep_spill_folders(self.sink.root)
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="amlwh-decode")
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="amlwh-commit")
         try:
@@ -373,6 +398,7 @@ class Worker:
         finally:
             self._decoder.shutdown(wait=True)
             self._committer.shutdown(wait=True)
+            shutil.rmtree(self.sink.root / SPILL_DIR / self._instance, ignore_errors=True)
         if self.fatal is not None:
             raise self.fatal
         return 0
@@ -409,8 +435,8 @@ class Worker:
             await asyncio.sleep(0.01)  # let batches in the decode thread reach the sink
         for pipeline in list(self.pipelines.values()):
             self.sink.write(pipeline.drain())
-            if self.sink.pending_rows >= self.settings.writer.max_rows:
-                await self.flush_and_checkpoint(final=True)  # bounded, like any flush
+            if self.sink.pending_rows >= self._burst_rows:
+                await self.flush_and_checkpoint(final=True)  # bounded, like an idle release
         await self.flush_and_checkpoint(final=True)
         if self.fatal is None and self.provisional is not None:
             self.provisional.close()  # everything they showed is committed now
