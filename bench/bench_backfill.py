@@ -13,14 +13,15 @@ What it does:
    ~2% redeliveries) plus 4 poison lines per chunk that must dead-letter.
    Generation is chunked so the generator never holds the whole stream.
 2. Runs, alternating (A B / B A / A B ...), each in a fresh child process:
-   A. `amlwh backfill files FILE --quiet` exactly as a user runs it (cwd = repo, so
-      ./config.toml applies; AMLWH_WAREHOUSE__PATH = a fresh empty directory);
+   A. `amlwh backfill files FILE --quiet` as a user runs it, as `python -m consumer` with
+      cwd = PYTHONPATH = this checkout (so ./config.toml applies and a worktree measures its
+      own code; AMLWH_WAREHOUSE__PATH = a fresh empty directory);
    B. DuckDB in a fresh Python process:
         CREATE TABLE raw AS SELECT * FROM read_json(FILE, format='newline_delimited',
             records=false, columns={'json': 'JSON'}, ignore_errors=true)
       into a fresh on-disk database file (see DUCKDB_QUERY below for why).
 3. Reads wall time, peak RSS and CPU time of each tool's process from a tiny
-   launcher that forks/execs it and reaps it with os.wait4 (see LAUNCHER), prints
+   launcher that forks/execs it and reaps it with os.wait4 (bench/launch.py), prints
    per-repeat figures, medians and the ratio amlwh seconds / DuckDB seconds.
 
 Benchmarks print figures; they never assert. The machine is shared: quote medians.
@@ -36,7 +37,6 @@ import random
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.launch import run_measured  # noqa: E402
 from bench.synth import disorder, generate, poison_lines  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -168,41 +169,10 @@ class Measured:
     facts: dict = field(default_factory=dict)
 
 
-# Why a launcher: on Linux a child's ru_maxrss is at least the RSS of the memory
-# image it was exec'ed from. Spawned straight from this process (fork, vfork or
-# posix_spawn), the tools would inherit this process's own peak (the generator's
-# ~2 GB), so every figure would read the same. A tiny `python -I -S` process forks
-# and execs the tool instead, waits for it with os.wait4 and reports its rusage:
-# the only floor left is the launcher's own ~10 MB (printed as "rusage floor").
-LAUNCHER = r"""
-import json, os, sys, time
-report, cmd = sys.argv[1], sys.argv[2:]
-t0 = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(cmd[0], cmd)
-    finally:
-        os._exit(127)
-_, status, ru = os.wait4(pid, 0)
-wall = time.perf_counter() - t0
-with open(report, "w") as fh:
-    json.dump({"wall_s": wall, "rc": os.waitstatus_to_exitcode(status),
-               "maxrss_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}, fh)
-"""
-
-
 def run_child(tool: str, repeat: int, cmd: list[str], env: dict, cwd: Path, logdir: Path) -> Measured:
-    """Run `cmd` under the launcher: wall time, peak RSS and CPU of the tool's process."""
+    """Run `cmd` under bench.launch: wall time, peak RSS and CPU of the tool's process."""
     out_path, err_path = logdir / f"{tool}-{repeat}.out", logdir / f"{tool}-{repeat}.err"
-    report = logdir / f"{tool}-{repeat}.rusage.json"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, str(report), *cmd],
-                       stdout=out, stderr=err, env=env, cwd=cwd, check=False)
-    try:
-        r = json.loads(report.read_text())
-    except (OSError, ValueError):
-        r = {"wall_s": float("nan"), "rc": -1, "maxrss_kib": 0, "cpu_s": float("nan")}
+    r = run_measured(cmd, logdir / f"{tool}-{repeat}.rusage.json", out_path, err_path, env, cwd)
     return Measured(
         tool, repeat, r["wall_s"], r["maxrss_kib"] / 1024,  # Linux: ru_maxrss is KiB
         r["cpu_s"], r["rc"],
@@ -217,10 +187,16 @@ def rusage_floor(logdir: Path) -> float:
 
 
 def amlwh_command() -> list[str]:
-    for candidate in (Path(sys.executable).parent / "amlwh", ROOT / ".venv" / "bin" / "amlwh"):
-        if candidate.exists():
-            return [str(candidate)]
+    """`amlwh` as `python -m consumer`: with cwd and PYTHONPATH = this checkout (amlwh_env), a
+    worktree measures its own code, not whatever the venv's console script was installed from."""
     return [sys.executable, "-m", "consumer"]
+
+
+def amlwh_env(warehouse: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLWH_")}
+    env["AMLWH_WAREHOUSE__PATH"] = str(warehouse)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
 
 
 _SUMMARY = {
@@ -245,8 +221,7 @@ def parse_amlwh(stdout: str) -> dict:
 
 def run_amlwh(path: Path, repeat: int, work: Path, args: argparse.Namespace) -> Measured:
     warehouse = work / f"warehouse-{repeat}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLWH_")}
-    env["AMLWH_WAREHOUSE__PATH"] = str(warehouse)
+    env = amlwh_env(warehouse)
     cmd = amlwh_command() + ["backfill", "files", str(path), "--quiet"]
     if args.batch_rows:
         cmd += ["--batch-rows", str(args.batch_rows)]
@@ -406,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     print("          mix: " + ", ".join(f"{k} {v:,}" for k, v in mix.items()
                                         if k not in ("array_bodies", "poison")))
     print(f"amlwh:    {' '.join(amlwh_command())} backfill files FILE --quiet"
-          + (f" --batch-rows {args.batch_rows}" if args.batch_rows else "") + "  (cwd: repo)")
+          + (f" --batch-rows {args.batch_rows}" if args.batch_rows else "") + "  (cwd, PYTHONPATH: repo)")
     print(f"duckdb:   {DUCKDB_QUERY.format(path='FILE')}"
           + (f"  [threads={args.duckdb_threads}]" if args.duckdb_threads else ""))
     warm_page_cache(path)

@@ -11,8 +11,8 @@ fresh event hub, checkpoint container and warehouse directory. The worker always
 real process (`python -m consumer run`, cwd = repo) with the production defaults, except
 `[eventhub] load_balancing_interval_s` = 1 s (the balanced strategy claims one partition per
 interval, so at the default 10 s a lone worker would need 30 s to claim 4 partitions) and
-what a measurement states. Consumers and producers run under a tiny launcher (LAUNCHER) that
-reports their peak RSS and CPU time from os.wait4.
+what a measurement states. Consumers and producers run under a tiny launcher (bench/launch.py)
+that reports their peak RSS and CPU time from os.wait4.
 
 1. Throughput ratio. N synthetic events are published once per repeat into a fresh 4-partition
    hub: bench.synth run lifecycles + model/drift events (~1.5 KB mean body, 30% one-element
@@ -84,102 +84,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 THIS = Path(__file__).resolve()
+sys.path.insert(0, str(ROOT))
 
-# Runs a command, forwards SIGTERM/SIGINT to it, reaps it with os.wait4 and reports its
-# rusage. Why: on Linux a child's ru_maxrss is at least the RSS of the image it was forked
-# from, so the measured process must be forked from something tiny (~10 MB), not from this
-# benchmark process (which holds the generated streams).
-LAUNCHER = r"""
-import json, os, signal, sys, time
-report, pidfile, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
-t0 = time.time()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(cmd[0], cmd)
-    finally:
-        os._exit(127)
-def forward(sig, _frame):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-signal.signal(signal.SIGTERM, forward)
-signal.signal(signal.SIGINT, forward)
-with open(pidfile + ".tmp", "w") as fh:
-    fh.write(str(pid))
-os.replace(pidfile + ".tmp", pidfile)
-_, status, ru = os.wait4(pid, 0)
-with open(report, "w") as fh:
-    json.dump({"start": t0, "end": time.time(), "rc": os.waitstatus_to_exitcode(status),
-               "maxrss_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}, fh)
-"""
+from bench.launch import Launched  # noqa: E402
 
 CLAIM_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO amlwh\.worker: partition (\S+) claimed",
                       re.M)
 
 
 # ----------------------------------------------------------------------------- processes
-class Launched:
-    """A command run under LAUNCHER, stdout+stderr to `<work>/<name>.log`."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict, work: Path):
-        self.name = name
-        self.log = work / f"{name}.log"
-        self.report = work / f"{name}.rusage.json"
-        self.pidfile = work / f"{name}.pid"
-        self._child: int | None = None
-        with open(self.log, "wb") as log:
-            self.t0 = time.time()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", LAUNCHER, str(self.report), str(self.pidfile), *cmd],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
-
-    @property
-    def child_pid(self) -> int | None:
-        if self._child is None:
-            deadline = time.monotonic() + 5
-            while not self.pidfile.exists() and time.monotonic() < deadline and self.alive:
-                time.sleep(0.01)
-            try:
-                self._child = int(self.pidfile.read_text())
-            except (OSError, ValueError):
-                return None
-        return self._child
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def terminate(self) -> None:
-        if self.alive:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout: float) -> dict:
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            print(f"  ! {self.name} did not exit within {timeout:.0f}s: killing it", flush=True)
-            if self.child_pid:
-                try:
-                    os.kill(self.child_pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.wait(10)
-        try:
-            return json.loads(self.report.read_text())
-        except (OSError, ValueError):
-            return {"start": self.t0, "end": time.time(), "rc": -1, "maxrss_kib": 0, "cpu_s": float("nan")}
-
-    def stop(self, timeout: float = 60) -> dict:
-        self.terminate()
-        return self.wait(timeout)
-
-    def text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
+class LaunchedWorker(Launched):
+    """`amlwh run` under the launcher, plus its partition claims read from its log."""
 
     def claims(self) -> list[float]:
         """Wall times of the worker's "partition N claimed" log lines (asctime is local time)."""
@@ -214,8 +129,8 @@ WORKER_CMD = [sys.executable, "-m", "consumer"]  # --worker-cmd replaces it (A/B
 EXTRA_WORKER_ENV: dict[str, str] = {}  # --prefetch / --max-batch-size (applied to the raw baseline too)
 
 
-def start_worker(name: str, env: dict, work: Path) -> Launched:
-    return Launched(name, WORKER_CMD + ["run"], env, work)
+def start_worker(name: str, env: dict, work: Path) -> LaunchedWorker:
+    return LaunchedWorker(name, WORKER_CMD + ["run"], env, work)
 
 
 def rss_tree(pid: int) -> int:
@@ -507,7 +422,6 @@ def produce_main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--payload-bytes", type=int, default=1620)
     a = p.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     out = asyncio.run(_produce(a))
     Path(a.out).write_text(json.dumps(out))
     return 0
@@ -991,7 +905,6 @@ def main(argv: list[str] | None = None) -> int:
 
         WORKER_CMD[:] = shlex.split(args.worker_cmd)
 
-    sys.path.insert(0, str(ROOT))
     from bench.bench_backfill import loadavg, machine
     from tests.stack import Azurite, LocalHub
 

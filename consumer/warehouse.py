@@ -33,6 +33,37 @@ from transforms.timeparse import date_of_day
 _SELF_KEYED = ("raw_events", "dead_letters", "ignored_events")
 _COMMIT_ORDER = EVENT_TABLES + ("dead_letters", "ignored_events", "raw_events")
 
+# Parquet encoding, by DDL column name (measured on the 100k-event backfill bench file,
+# same-run A/B: pq.write_table 4.65 -> 4.03 us/event, files 11% smaller, identical query
+# results; pyarrow's default is both on every column). Dictionary encoding where values
+# repeat within a file: the dimensions, and what a run's (or model's) events share. Not on
+# per-event values (ids, keys, times, payloads): there it only costs a hash table that
+# spills over and falls back to plain.
+_DICTIONARY_COLUMNS = frozenset({
+    "workspace", "workspace_name", "event_type", "schema_kind", "time_source", "data_version",
+    "quirks", "reason", "detail", "source_kind", "hub", "partition_id", "source_file",
+    "batch_index", "ingested_at", "subject", "run_id", "experiment_id", "experiment_name",
+    "run_type", "status", "status_raw", "status_rank", "parent_run_id", "published_pipeline_id",
+    "compute_target_type", "step_type", "run_tags", "run_properties", "model_name",
+    "model_version", "model_tags", "model_ids", "model_ordinal", "service_name", "compute_type",
+    "service_tags", "service_properties", "monitor_id", "monitor_name", "base_dataset_id",
+    "target_dataset_id",
+})
+# Min/max statistics where a filter can skip row groups: times, ordered coordinates and the
+# dimensions queries select by. Not on payloads, JSON or hashed/random ids, whose min/max
+# prune nothing and cost a compare per value (and footer bytes).
+_STATISTICS_COLUMNS = frozenset({
+    "event_time", "ingested_at", "enqueued_at", "window_start", "window_end", "sequence_number",
+    "source_line", "workspace", "event_type", "status", "reason", "source_kind", "partition_id",
+    "experiment_name", "model_name", "service_name",
+})
+
+
+def _encoding(columns: list[str]) -> dict:
+    """pq.write_table options for a file with these columns."""
+    return {"use_dictionary": [c for c in columns if c in _DICTIONARY_COLUMNS],
+            "write_statistics": [c for c in columns if c in _STATISTICS_COLUMNS]}
+
 
 class WarehouseWriteError(RuntimeError):
     """The warehouse path cannot take the flush; nothing of it was acknowledged."""
@@ -138,7 +169,9 @@ class ParquetWarehouse:
         raw_keep = masks.get("raw_events", np.zeros(0, dtype=bool))
         for name in EVENT_TABLES:
             if name in pending:
-                owners = pa.chunked_array([t[OWNER_COLUMN] for t in pending[name]]).to_numpy()
+                # per table, then concatenated (as in _fresh_mask): ChunkedArray.to_numpy over
+                # many chunks costs ~0.25 us a row
+                owners = np.concatenate([t[OWNER_COLUMN].to_numpy() for t in pending[name]])
                 masks[name] = raw_keep[owners]
         for name, mask in masks.items():
             stats.duplicates[name] = int(len(mask) - mask.sum())
@@ -209,7 +242,8 @@ class ParquetWarehouse:
         try:
             with open(temp, "wb") as fh:
                 pq.write_table(
-                    table, fh, compression=self.compression, row_group_size=self.row_group_size
+                    table, fh, compression=self.compression, row_group_size=self.row_group_size,
+                    **_encoding(table.column_names),
                 )
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -18,6 +18,13 @@ def test_ddl_and_row_builder_agree_on_every_table():
         assert tuple(schema.names) + ("event_date",) == TABLE_COLUMNS[name]
 
 
+def test_encoding_column_lists_name_ddl_columns():
+    from consumer.warehouse import _DICTIONARY_COLUMNS, _STATISTICS_COLUMNS
+
+    columns = {name for schema in table_schemas().values() for name in schema.names}
+    assert _DICTIONARY_COLUMNS <= columns and _STATISTICS_COLUMNS <= columns
+
+
 def test_arrow_schemas_match_what_duckdb_derives_from_the_ddl():
     import duckdb
 
