@@ -117,6 +117,7 @@ class PartitionPipeline:
     def _accept(self, messages: list[Message], now_us: int, ingested_us: int) -> tuple[TableRows, DecodeResult]:
         rows = TableRows()
         bad = DecodeResult()
+        decoded = []
         for msg in messages:
             origin = Origin("eventhub", self.hub, self.partition_id, msg.offset, msg.sequence_number,
                             msg.enqueued_us, None, None)
@@ -126,13 +127,17 @@ class PartitionPipeline:
                 bad.dead_letters += result.dead_letters
                 bad.ignored += result.ignored
                 rows.add(DecodeResult(dead_letters=result.dead_letters, ignored=result.ignored), ingested_us)
-            for event in result.events:
-                ordering_us = event.envelope.event_time_us
-                if msg.enqueued_us is not None:  # a producer clock far ahead must not stall the partition
-                    ordering_us = min(ordering_us, msg.enqueued_us + self.max_future_skew_us)
-                prepared = event_rows(event, ingested_us)
-                item = prepared
-                if len(self.buffer) >= self.compact_above:
+            decoded.append((msg, origin, result.events))
+        # What the release at the end of this batch leaves held: only those are worth
+        # compacting (a backlog releases almost every event within its own batch).
+        ordering = [self._ordering_us(e, msg) for msg, _, events in decoded for e in events]
+        stays_above = max([self.buffer.watermark or -1] + [t - self.max_lateness_us - 1 for t in ordering])
+        times = iter(ordering)
+        for msg, origin, events in decoded:
+            for event in events:
+                ordering_us = next(times)
+                prepared = item = event_rows(event, ingested_us)
+                if ordering_us > stays_above and len(self.buffer) >= self.compact_above:
                     item = Compact(msg.body if self.spill is None else self.spill.put(msg.body),
                                    event.index, origin, ingested_us)
                 self._fresh[id(item)] = prepared
@@ -143,6 +148,12 @@ class PartitionPipeline:
         self.counters.ignored += len(bad.ignored)
         self._add_released(rows, self.buffer.release(now_us))
         return rows, bad
+
+    def _ordering_us(self, event: AmlEvent, msg: Message) -> int:
+        if msg.enqueued_us is None:
+            return event.envelope.event_time_us
+        # a producer clock far ahead must not stall the partition
+        return min(event.envelope.event_time_us, msg.enqueued_us + self.max_future_skew_us)
 
     def tick(self, now_us: int) -> TableRows:
         """Release what is due by time alone (idle partitions)."""

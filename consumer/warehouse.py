@@ -20,7 +20,6 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from consumer.batch import OWNER_COLUMN, ArrowBatch, to_arrow
@@ -65,6 +64,16 @@ def _encoding(columns: list[str]) -> dict:
             "write_statistics": [c for c in columns if c in _STATISTICS_COLUMNS]}
 
 
+@dataclass
+class PendingBatch:
+    """Tables written since the last flush, in write order. A fact table's `_owner`
+    column counts raw rows from its own batch; `owner_offsets` says where that batch's
+    raw rows start (added at commit, off the event loop)."""
+
+    tables: dict[str, list[pa.Table]]
+    owner_offsets: dict[str, list[int]]
+
+
 class WarehouseWriteError(RuntimeError):
     """The warehouse path cannot take the flush; nothing of it was acknowledged."""
 
@@ -94,6 +103,7 @@ class ParquetWarehouse:
         self.row_group_size = row_group_size
         self._now_us = now_us or (lambda: int(datetime.now(timezone.utc).timestamp() * 1e6))
         self._pending: dict[str, list[pa.Table]] = {name: [] for name in TABLE_COLUMNS}
+        self._owner_offsets: dict[str, list[int]] = {name: [] for name in EVENT_TABLES}
         self._pending_events = 0
         self._pending_rows = 0
         self._stored_keys: dict[tuple[str, int], np.ndarray] = {}
@@ -104,10 +114,9 @@ class ParquetWarehouse:
         if isinstance(batch, TableRows):
             batch = to_arrow(batch)
         for name, table in batch.tables.items():
-            if name in EVENT_TABLES and self._pending_events:
-                owners = pc.add(table[OWNER_COLUMN], self._pending_events)
-                table = table.set_column(table.schema.get_field_index(OWNER_COLUMN), OWNER_COLUMN, owners)
             self._pending[name].append(table)
+            if name in EVENT_TABLES:  # its owners count from this batch's first raw row
+                self._owner_offsets[name].append(self._pending_events)
             self._pending_rows += table.num_rows
         self._pending_events += batch.events
 
@@ -122,26 +131,31 @@ class ParquetWarehouse:
         try:
             return self.commit(pending)
         except WarehouseWriteError:
-            for name, tables in pending.items():  # nothing was written in between: put it back
+            for name, tables in pending.tables.items():  # nothing was written in between: put it back
                 self._pending[name] = tables
                 self._pending_rows += sum(t.num_rows for t in tables)
-            self._pending_events = sum(t.num_rows for t in pending.get("raw_events", []))
+            for name, offsets in pending.owner_offsets.items():
+                self._owner_offsets[name] = offsets
+            self._pending_events = sum(t.num_rows for t in pending.tables.get("raw_events", []))
             raise
 
-    def take_pending(self) -> dict[str, list[pa.Table]]:
+    def take_pending(self) -> PendingBatch:
         """Hand over what was written so far and start a new batch: the live worker commits
         it off the event loop while further writes go to the next batch."""
-        pending = {name: tables for name, tables in self._pending.items() if tables}
+        pending = PendingBatch({name: tables for name, tables in self._pending.items() if tables},
+                               self._owner_offsets)
         self._pending = {name: [] for name in TABLE_COLUMNS}
+        self._owner_offsets = {name: [] for name in EVENT_TABLES}
         self._pending_events = self._pending_rows = 0
         return pending
 
-    def commit(self, pending: dict[str, list[pa.Table]]) -> FlushStats:
+    def commit(self, batch: PendingBatch) -> FlushStats:
         """Write one taken batch durably (one commit at a time). Raises WarehouseWriteError."""
         stats = FlushStats()
+        pending = batch.tables
         if not pending:
             return stats
-        masks, new_keys = self._deduplicate(pending, stats)
+        masks, new_keys = self._deduplicate(batch, stats)
         stamp = datetime.fromtimestamp(self._now_us() / 1e6, timezone.utc).strftime("%Y%m%dT%H%M%S")
         try:
             for name in _COMMIT_ORDER:
@@ -159,8 +173,9 @@ class ParquetWarehouse:
         return stats
 
     # -- deduplication ------------------------------------------------------
-    def _deduplicate(self, pending: dict[str, list[pa.Table]], stats: FlushStats):
+    def _deduplicate(self, batch: PendingBatch, stats: FlushStats):
         """Keep-masks over each table's pending rows (in write order)."""
+        pending = batch.tables
         masks: dict[str, np.ndarray] = {}
         new_keys: dict[tuple[str, int], np.ndarray] = {}
         for name in _SELF_KEYED:
@@ -171,7 +186,8 @@ class ParquetWarehouse:
             if name in pending:
                 # per table, then concatenated (as in _fresh_mask): ChunkedArray.to_numpy over
                 # many chunks costs ~0.25 us a row
-                owners = np.concatenate([t[OWNER_COLUMN].to_numpy() for t in pending[name]])
+                owners = np.concatenate([t[OWNER_COLUMN].to_numpy() + offset for t, offset
+                                         in zip(pending[name], batch.owner_offsets[name])])
                 masks[name] = raw_keep[owners]
         for name, mask in masks.items():
             stats.duplicates[name] = int(len(mask) - mask.sum())
