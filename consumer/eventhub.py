@@ -1,11 +1,13 @@
 """Event Hubs client construction: SAS connection string or Azure credentials.
 
 The only place that knows how settings turn into SDK clients, so `publish`,
-`run` and the benchmarks authenticate the same way.
+`run` and the benchmarks authenticate the same way; also how the worker reads
+a received EventData.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from consumer.config import ConfigError, EventHubSettings
@@ -68,3 +70,24 @@ def consumer_client(settings: EventHubSettings, **kwargs: Any):
         return EventHubConsumerClient.from_connection_string(
             eventhub_name=name, consumer_group=group, **auth, **kwargs)
     return EventHubConsumerClient(eventhub_name=name, consumer_group=group, **auth, **kwargs)
+
+
+def starting_position(value: str):
+    if value == "earliest":
+        return "-1"
+    if value == "latest":
+        return "@latest"
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def enqueued_us(event) -> int | None:
+    # the annotation EventData.enqueued_time reads (ms since the epoch), without building
+    # a datetime per event on the event loop
+    ms = event.raw_amqp_message.annotations.get(b"x-opt-enqueued-time")
+    return None if not ms else int(ms) * 1000
+
+
+def event_body(event) -> bytes:
+    body = event.body
+    return body if isinstance(body, bytes) else b"".join(body)

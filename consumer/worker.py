@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import random
 import shutil
 import signal
 import time
@@ -28,14 +27,11 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-
-from azure.core.exceptions import AzureError
 
 from consumer.batch import ArrowBatch, to_arrow
-from consumer.checkpoints import checkpoint_store
+from consumer.checkpoints import CHECKPOINT_TIMEOUT_S, TRANSIENT_STORAGE_ERRORS, RetryState, checkpoint_store
 from consumer.config import Settings
-from consumer.eventhub import consumer_client, eventhub_name
+from consumer.eventhub import consumer_client, enqueued_us, event_body, eventhub_name, starting_position
 from consumer.memory import release_free_memory
 from consumer.partition import Message, PartitionPipeline
 from consumer.provisional import ProvisionalFiles
@@ -44,13 +40,6 @@ from consumer.warehouse import ParquetWarehouse, WarehouseWriteError
 from transforms.decode import DecodeResult, DecodeRules
 
 log = logging.getLogger("amlwh.worker")
-_BACKOFF_S = (0.5, 30.0)  # first and largest delay between checkpoint retries
-# The blob SDK retries an unreachable store for ~80 s (15 s first backoff) while we hold the
-# flush lock: bound one attempt and let our own backoff retry it.
-_CHECKPOINT_TIMEOUT_S = 5.0
-# What a checkpoint write may fail with when storage is slow or away; anything else is
-# a bug and stops the worker (nothing past the last good checkpoint is lost by that).
-_TRANSIENT_STORAGE_ERRORS = (AzureError, asyncio.TimeoutError, OSError)
 # Received batches waiting for or in the decode thread, over all partitions: enough to
 # keep it busy while the SDK receives, few enough to bound the memory they hold.
 _MAX_BATCHES_IN_FLIGHT = 8
@@ -62,40 +51,6 @@ def _wall_us() -> int:
 
 def _mono_us() -> int:
     return time.monotonic_ns() // 1000
-
-
-def _starting_position(value: str):
-    if value == "earliest":
-        return "-1"
-    if value == "latest":
-        return "@latest"
-    when = datetime.fromisoformat(value)
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def _enqueued_us(event) -> int | None:
-    # the annotation EventData.enqueued_time reads (ms since the epoch), without building
-    # a datetime per event on the event loop
-    ms = event.raw_amqp_message.annotations.get(b"x-opt-enqueued-time")
-    return None if not ms else int(ms) * 1000
-
-
-def _body(event) -> bytes:
-    body = event.body
-    return body if isinstance(body, bytes) else b"".join(body)
-
-
-@dataclass
-class RetryState:
-    failures: int = 0
-    next_attempt_us: int = 0
-
-    def failed(self, now_us: int) -> float:
-        self.failures += 1
-        low, high = _BACKOFF_S
-        delay = min(high, low * 2 ** (self.failures - 1)) * random.uniform(0.5, 1.0)  # jitter
-        self.next_attempt_us = now_us + int(delay * 1e6)
-        return delay
 
 
 @dataclass
@@ -191,8 +146,8 @@ class Worker:
         if events:
             self.last_activity_us = _mono_us()
         messages = [
-            Message(_body(e), e.offset, e.sequence_number,
-                    _enqueued_us(e))
+            Message(event_body(e), e.offset, e.sequence_number,
+                    enqueued_us(e))
             for e in events
         ]
         max_rows = self.settings.writer.max_rows
@@ -311,12 +266,12 @@ class Worker:
         if now < retry.next_attempt_us and not final:  # backing off after a storage error
             return True
         try:
-            await asyncio.wait_for(context.update_checkpoint(mark), _CHECKPOINT_TIMEOUT_S)
-        except _TRANSIENT_STORAGE_ERRORS as exc:  # keep the mark, retry later
+            await asyncio.wait_for(context.update_checkpoint(mark), CHECKPOINT_TIMEOUT_S)
+        except TRANSIENT_STORAGE_ERRORS as exc:  # keep the mark, retry later
             delay = retry.failed(_mono_us())  # from the failure: an attempt can take seconds
             log.warning("checkpoint of partition %s at offset %s sequence %s failed (%s: %s); "
                         "retrying in %.1fs", pid, mark.offset, mark.sequence_number,
-                        type(exc).__name__, str(exc) or f"no answer in {_CHECKPOINT_TIMEOUT_S:g}s", delay)
+                        type(exc).__name__, str(exc) or f"no answer in {CHECKPOINT_TIMEOUT_S:g}s", delay)
             return False
         retry.failures = 0
         pipeline.checkpoint_done(mark)
@@ -349,7 +304,10 @@ class Worker:
                 release_free_memory()  # between flushes too: releases re-decode their bodies
                 for pipeline in list(self.pipelines.values()):
                     if not pipeline.in_flight:  # a busy one releases at the end of its batch anyway
-                        self.sink.write(pipeline.tick(now))
+                        released = pipeline.tick(now)
+                        if len(released):  # an idle release re-decodes a partition's whole buffer
+                            self.sink.write(released)
+                            release_free_memory()
                         if self.sink.pending_rows >= self._burst_rows:
                             await self._maybe_flush()  # idle releases of many partitions at once
             await self._maybe_flush()
@@ -417,7 +375,7 @@ class Worker:
             receiving = asyncio.create_task(client.receive_batch(
                 self.on_event_batch, max_batch_size=eh.max_batch_size,
                 max_wait_time=eh.max_wait_time_s, prefetch=eh.prefetch,
-                starting_position=_starting_position(eh.starting_position),
+                starting_position=starting_position(eh.starting_position),
                 owner_level=0 if eh.owner_level else None,
                 on_partition_initialize=self.on_partition_initialize,
                 on_partition_close=self.on_partition_close, on_error=self.on_error))
