@@ -55,9 +55,12 @@ class BodySpill:
         return SpillRef(self._active, start, written)
 
     def take(self, ref: SpillRef) -> bytes:
-        body = os.pread(self._fds[ref.segment], ref.length, ref.start)
+        try:
+            body = os.pread(self._fds[ref.segment], ref.length, ref.start)
+        except OSError as exc:
+            raise SpillError(exc.errno, exc.strerror, str(self._path(ref.segment))) from exc
         if len(body) != ref.length:
-            raise OSError(f"short read from {self._path(ref.segment)}")
+            raise SpillError(f"short read from {self._path(ref.segment)}")
         left = self._live[ref.segment] - 1
         self._live[ref.segment] = left
         if left == 0 and ref.segment != self._active:

@@ -280,6 +280,9 @@ class Worker:
     async def _ticker(self) -> None:
         try:
             await self._tick_forever()
+        except SpillError as exc:  # the disk under the warehouse, not a bug: no traceback
+            self.fatal = WarehouseWriteError(self.sink.explain(exc))
+            self._stop.set()
         except Exception as exc:  # a dead ticker would stop idle releases silently
             log.exception("worker timer failed; stopping")
             self.fatal = exc

@@ -46,3 +46,17 @@ def test_folders_left_by_crashed_workers_are_swept_after_an_hour(tmp_path):
         os.utime(path, (hour_ago, hour_ago))
     sweep_spill_folders(tmp_path)
     assert not old.exists() and fresh.exists()
+
+
+def test_a_vanished_segment_is_a_spill_error_that_names_the_file(tmp_path):
+    import pytest
+
+    from consumer.spill import SpillError
+
+    spill = BodySpill(tmp_path / "p2")
+    ref = spill.put(b"body")
+    os.close(spill._fds[ref.segment])  # the descriptor is gone (disk or operator trouble)
+    with pytest.raises(SpillError) as info:
+        spill.take(ref)
+    assert "00000000.bodies" in str(info.value) and info.value.filename
+    spill._fds.clear()
