@@ -279,23 +279,14 @@ def historical_stream(events: int, partitions: int, seed: int, payload_bytes: in
 
 
 async def publish_partitions(cs: str, by_partition: dict[str, list[bytes]]) -> None:
-    from azure.eventhub import EventData
     from azure.eventhub.aio import EventHubProducerClient
+
+    from tests.stack.sdk_helpers import send_batched
 
     producer = EventHubProducerClient.from_connection_string(cs)
     async with producer:
         for pid, bodies in by_partition.items():
-            batch = await producer.create_batch(partition_id=pid)
-            for body in bodies:
-                event = EventData(body)
-                try:
-                    batch.add(event)
-                except ValueError:
-                    await producer.send_batch(batch)
-                    batch = await producer.create_batch(partition_id=pid)
-                    batch.add(event)
-            if len(batch):
-                await producer.send_batch(batch)
+            await send_batched(producer, bodies, partition_id=pid)
 
 
 # ----------------------------------------------------------------------------- child: raw SDK
@@ -361,6 +352,7 @@ async def _produce(a: argparse.Namespace) -> dict:
     from azure.eventhub.aio import EventHubProducerClient
 
     from bench.synth import _iso, generate
+    from tests.stack.sdk_helpers import send_batched
 
     total = int(a.rate * a.seconds) + 1
     docs = []
@@ -379,17 +371,6 @@ async def _produce(a: argparse.Namespace) -> dict:
     behind = 0.0
     tick = 0.05 if a.rate <= 1000 else 0.1
 
-    async def send(pid: str, events: list) -> None:
-        batch = await producer.create_batch(partition_id=pid)
-        for event in events:
-            try:
-                batch.add(event)
-            except ValueError:
-                await producer.send_batch(batch)
-                batch = await producer.create_batch(partition_id=pid)
-                batch.add(event)
-        await producer.send_batch(batch)
-
     async with producer:
         await producer.get_eventhub_properties()  # connect before the clock starts
         start = time.time()
@@ -406,7 +387,8 @@ async def _produce(a: argparse.Namespace) -> dict:
                     doc, env, key, pid = plan[sent + k]
                     env[key] = _iso(now_us + k, rng)  # event time = send time
                     groups.setdefault(pid, []).append(EventData(orjson.dumps(doc)))
-                await asyncio.gather(*(send(pid, events) for pid, events in groups.items()))
+                await asyncio.gather(*(send_batched(producer, events, partition_id=pid)
+                                       for pid, events in groups.items()))
                 sent += due
             behind = max(behind, (time.time() - start) - sent / a.rate)
             next_tick += tick

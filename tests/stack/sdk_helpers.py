@@ -16,17 +16,23 @@ async def send_events(connection_string: str, bodies: list[Any], *, partition_id
     """Send bodies in as few batches as fit, to one partition id, key, or round robin."""
     producer = EventHubProducerClient.from_connection_string(connection_string)
     async with producer:
-        batch = await producer.create_batch(partition_id=partition_id, partition_key=partition_key)
-        for body in bodies:
-            event = body if isinstance(body, EventData) else EventData(body)
-            try:
-                batch.add(event)
-            except ValueError:  # batch full
-                await producer.send_batch(batch)
-                batch = await producer.create_batch(partition_id=partition_id, partition_key=partition_key)
-                batch.add(event)
-        if len(batch):
+        await send_batched(producer, bodies, partition_id=partition_id, partition_key=partition_key)
+
+
+async def send_batched(producer: EventHubProducerClient, bodies: list[Any], *,
+                       partition_id: str | None = None, partition_key: str | None = None) -> None:
+    """Send bodies (bytes or EventData) through an open producer, as few batches as fit."""
+    batch = await producer.create_batch(partition_id=partition_id, partition_key=partition_key)
+    for body in bodies:
+        event = body if isinstance(body, EventData) else EventData(body)
+        try:
+            batch.add(event)
+        except ValueError:  # batch full
             await producer.send_batch(batch)
+            batch = await producer.create_batch(partition_id=partition_id, partition_key=partition_key)
+            batch.add(event)
+    if len(batch):
+        await producer.send_batch(batch)
 
 
 @dataclass
