@@ -106,8 +106,8 @@ class WriterSettings(BaseModel):
     # flush sooner once no batch arrived for this long: a caught-up or paused stream
     # becomes durable (and checkpointed) without waiting out max_seconds
     idle_flush_s: float = Field(0.5, gt=0)
-    # at every flush, also replace the provisional files with what the reorder buffers hold,
-    # so queries see events within a flush of their arrival (consumer/provisional.py)
+    # at every flush, also write the events the reorder buffers took since the last flush
+    # as provisional files, so queries see events within a flush of arrival (consumer/provisional.py)
     provisional: bool = True
 
 

@@ -131,7 +131,10 @@ class PartitionPipeline:
         # What the release at the end of this batch leaves held: only those are worth
         # compacting (a backlog releases almost every event within its own batch).
         ordering = [self._ordering_us(e, msg) for msg, _, events in decoded for e in events]
-        stays_above = max([self.buffer.watermark or -1] + [t - self.max_lateness_us - 1 for t in ordering])
+        watermarks = [t - self.max_lateness_us - 1 for t in ordering]
+        if self.buffer.watermark is not None:
+            watermarks.append(self.buffer.watermark)
+        stays_above = max(watermarks, default=0)  # the watermark once this batch is pushed
         times = iter(ordering)
         for msg, origin, events in decoded:
             for event in events:

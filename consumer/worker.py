@@ -137,17 +137,14 @@ class Worker:
         except Exception as exc:
             # The SDK would report this and carry on with the next batch, whose
             # checkpoint would then cover the one we failed on: stop instead.
-            log.exception("partition %s: processing failed; stopping without checkpointing it",
-                          context.partition_id)
-            self.fatal = exc
-            self._stop.set()
+            self._fail(exc, f"partition {context.partition_id}: processing failed; stopping without "
+                            "checkpointing it")
 
     async def _process(self, pipeline: PartitionPipeline, events) -> None:
         if events:
             self.last_activity_us = _mono_us()
         messages = [
-            Message(event_body(e), e.offset, e.sequence_number,
-                    enqueued_us(e))
+            Message(event_body(e), e.offset, e.sequence_number, enqueued_us(e))
             for e in events
         ]
         max_rows = self.settings.writer.max_rows
@@ -173,13 +170,8 @@ class Worker:
         if fut.cancelled() or fut.exception() is not None:
             # in_flight stays up, so nothing of this partition is checkpointed again; stop
             exc = RuntimeError("decoding cancelled") if fut.cancelled() else fut.exception()
-            if isinstance(exc, SpillError):  # the disk, not a bug: say what to fix, no traceback
-                exc = WarehouseWriteError(self.sink.explain(exc))
-            else:
-                log.error("partition %s: processing failed; stopping without checkpointing it",
-                          pipeline.partition_id, exc_info=exc)
-            self.fatal = self.fatal or exc
-            self._stop.set()
+            self._fail(exc, f"partition {pipeline.partition_id}: processing failed; stopping without "
+                            "checkpointing it")
             return
         batch, bad = fut.result()
         if self.pipelines.get(pipeline.partition_id) is pipeline:  # not closed meanwhile
@@ -191,6 +183,17 @@ class Worker:
                         dead.error)
         if self._due():
             self._flush_wanted.set()
+
+    def _fail(self, exc: BaseException, what: str) -> None:
+        """Stop the worker for `exc`. Trouble with the disk under the warehouse (a flush,
+        the spill files) is said as what to fix, without a traceback; anything else is a
+        bug and is logged with one."""
+        if isinstance(exc, SpillError):
+            exc = WarehouseWriteError(self.sink.explain(exc))
+        elif not isinstance(exc, WarehouseWriteError):
+            log.error("%s", what, exc_info=exc)
+        self.fatal = self.fatal or exc
+        self._stop.set()
 
     # -- flush and checkpoint -------------------------------------------------
     @property
@@ -233,8 +236,7 @@ class Worker:
             try:
                 await asyncio.get_running_loop().run_in_executor(self._committer, self._commit, pending, shown)
             except WarehouseWriteError as exc:
-                self.fatal = exc
-                self._stop.set()
+                self._fail(exc, "flush failed")
                 return
             self.last_flush_us = _mono_us()
             for pid, pipeline, frontier in frontiers:
@@ -280,13 +282,8 @@ class Worker:
     async def _ticker(self) -> None:
         try:
             await self._tick_forever()
-        except SpillError as exc:  # the disk under the warehouse, not a bug: no traceback
-            self.fatal = WarehouseWriteError(self.sink.explain(exc))
-            self._stop.set()
         except Exception as exc:  # a dead ticker would stop idle releases silently
-            log.exception("worker timer failed; stopping")
-            self.fatal = exc
-            self._stop.set()
+            self._fail(exc, "worker timer failed; stopping")
 
     async def _tick_forever(self) -> None:
         w = self.settings.writer
