@@ -22,9 +22,8 @@ from typing import Callable, Iterator
 
 from consumer.batch import ArrowBatch, to_arrow
 from consumer.warehouse import FlushStats, ParquetWarehouse
-from transforms.decode import DecodeRules, decode_body
-from transforms.records import Origin
-from transforms.rows import TableRows
+from transforms.decode import DecodeRules
+from transforms.fastpath import decode_lines
 
 LINE_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 WHOLE_SUFFIXES = (".json", ".json.gz")
@@ -166,20 +165,11 @@ def decode_chunk(chunk: Chunk) -> DecodedChunk:
 
 
 def _decode_chunk(chunk: Chunk) -> DecodedChunk:
-    rows = TableRows()
-    blank = events = ignored = dead = 0
-    block, rules, stamp = chunk.block, chunk.rules, chunk.ingested_us
-    file, first, bodies = block.file, block.first_line, block.bodies()
-    for offset, body in enumerate(bodies):
-        if not body.strip():
-            blank += 1
-            continue
-        result = decode_body(body, Origin("file", None, None, None, None, None, file, first + offset), rules)
-        events += len(result.events)
-        ignored += len(result.ignored)
-        dead += len(result.dead_letters)
-        rows.add(result, stamp)
-    return DecodedChunk(to_arrow(rows), len(bodies) - blank, blank, events, ignored, dead, len(block.data))
+    block = chunk.block
+    rows, counts = decode_lines(block.bodies(), block.file, block.first_line, chunk.rules,
+                                chunk.ingested_us)
+    return DecodedChunk(to_arrow(rows), counts.bodies, counts.blank_lines, counts.events,
+                        counts.ignored, counts.dead_letters, len(block.data))
 
 
 _M_TOP_PAD = -2  # glibc mallopt parameter

@@ -77,7 +77,7 @@ class _DataSpec:
     lowered: frozenset[str]  # the same keys lower-cased
 
 
-_DATA_SPECS: dict[str, _DataSpec] = {
+DATA_SPECS: dict[str, _DataSpec] = {
     event_type: _DataSpec(
         model.__pydantic_validator__.validate_python,
         wire_keys(model),
@@ -115,7 +115,7 @@ def _lower_keys(data: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _canonical_keys(data: dict[str, Any], spec: _DataSpec) -> bool:
+def canonical_data_keys(data: dict[str, Any], spec: _DataSpec) -> bool:
     """True when validating `data` as it is reads exactly what validating its
     lower-cased copy would: every key the model knows is in its camelCase spelling,
     so lower-casing would neither rename a known key nor merge two spellings of one."""
@@ -131,7 +131,7 @@ def _validate_data(data: dict[str, Any], spec: _DataSpec) -> BaseModel:
     """The validated data model. Raises ValidationError, always from the general path,
     so dead-letter reasons and texts (which name lower-cased keys) never depend on
     which path ran."""
-    if _canonical_keys(data, spec):
+    if canonical_data_keys(data, spec):
         try:
             return spec.validate(data)
         except ValidationError:
@@ -196,7 +196,9 @@ def _decode_object(
         out.dead_letters.append(
             DeadLetter(exc.reason, str(exc), _payload(obj, body, index), origin, index))
         return
-    if envelope.event_type not in rules.event_types:
+    # a type without a data model cannot be stored, whatever the rules say (the config
+    # refuses such types; DecodeRules built by hand might not)
+    if envelope.event_type not in rules.event_types or envelope.event_type not in DATA_SPECS:
         out.ignored.append(_ignored(
             "unknown_event_type", f"event type {envelope.event_type!r} is not accepted",
             origin, index, envelope))
@@ -207,7 +209,7 @@ def _decode_object(
             origin, index, envelope))
         return
     try:
-        parsed = _validate_data(data_object(top, envelope.quirks), _DATA_SPECS[envelope.event_type])
+        parsed = _validate_data(data_object(top, envelope.quirks), DATA_SPECS[envelope.event_type])
     except EnvelopeError as exc:
         out.dead_letters.append(
             DeadLetter(exc.reason, str(exc), _payload(obj, body, index), origin, index))

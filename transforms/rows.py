@@ -118,31 +118,59 @@ class TableRows:
         self.add_event_rows(event_rows(event, ingested_us), event.late)
 
     def add_event_rows(self, prepared: EventRows, late: bool) -> None:
-        rows, owners = self.rows, self.owners
-        raw_rows = rows["raw_events"]
-        owner = len(raw_rows)
-        for table, row in prepared.facts:
-            rows[table].append(row)
-            owners[table].append(owner)
         raw = prepared.raw
         if late:
             raw = raw[:_LATE] + (True,) + raw[_LATE + 1:]
+        self.add_event_parts(prepared.facts, raw)
+
+    def add_event_parts(self, facts: list[tuple[str, tuple]], raw: tuple) -> None:
+        """One event's fact rows and its raw_events row, fact rows pointing at it."""
+        rows, owners = self.rows, self.owners
+        raw_rows = rows["raw_events"]
+        owner = len(raw_rows)
+        for table, row in facts:
+            rows[table].append(row)
+            owners[table].append(owner)
         raw_rows.append(raw)
 
-def _run(head: tuple, event_type: str, env: Any, data: RunData) -> tuple:
-    status = run_event_status(data.run_status)
-    if event_type == RUN_COMPLETED and status != "Completed":
-        env.quirks.append("run_completed_with_status")
-    tags, props = data.run_tags, data.run_properties
-    return head + (
-        event_type, env.subject, env.event_time_us, data.run_id, data.experiment_id,
-        data.experiment_name, data.run_type, status, data.run_status, STATUS_RANK[status],
-        _first("azureml.pipelinerunid", tags, props),
-        _first("azureml.pipelineid", props, tags),
-        _first("computeTargetType", props, tags),
-        _first("stepType", props, tags),
-        _json(tags), _json(props),
-    )
+def fact_rows(head: tuple, event_type: str, subject: str | None, event_time_us: int,
+              data: Any, tail: tuple, quirks: list[str]) -> list[tuple[str, tuple]]:
+    """(table, row) of the fact rows of one validated event: the one definition of their
+    layout, shared by the general decoder (event_rows) and the backfill's fast path.
+    Appends to `quirks` what the data reveals about the event."""
+    if isinstance(data, RunData):
+        status = run_event_status(data.run_status)
+        if event_type == RUN_COMPLETED and status != "Completed":
+            quirks.append("run_completed_with_status")
+        tags, props = data.run_tags, data.run_properties
+        return [("run_events", head + (
+            event_type, subject, event_time_us, data.run_id, data.experiment_id,
+            data.experiment_name, data.run_type, status, data.run_status, STATUS_RANK[status],
+            _first("azureml.pipelinerunid", tags, props),
+            _first("azureml.pipelineid", props, tags),
+            _first("computeTargetType", props, tags),
+            _first("stepType", props, tags),
+            _json(tags), _json(props),
+        ) + tail)]
+    if isinstance(data, ModelRegisteredData):
+        return [("model_registrations", head + (
+            subject, event_time_us, data.model_name, data.model_version,
+            _json(data.model_tags), _json(data.model_properties)) + tail)]
+    if isinstance(data, ModelDeployedData):
+        models: Iterable[tuple[str | None, str | None]] = parse_model_ids(data.model_ids) or [
+            (None, None)  # a deployment without model ids still shows as one row
+        ]
+        tags, props = _json(data.service_tags), _json(data.service_properties)
+        return [("model_deployments", head + (
+            subject, event_time_us, data.service_name, data.service_compute_type,
+            ordinal, name, version, data.model_ids, tags, props) + tail)
+            for ordinal, (name, version) in enumerate(models)]
+    if isinstance(data, DriftData):
+        return [("drift_detections", head + (
+            subject, event_time_us, data.data_drift_id, data.data_drift_name, data.run_id,
+            data.base_dataset_id, data.target_dataset_id, data.drift_coefficient, data.start_time,
+            data.end_time) + tail)]
+    return []
 
 
 @dataclass(slots=True)
@@ -166,28 +194,9 @@ def event_rows(event: AmlEvent, ingested_us: int) -> EventRows:
         origin.sequence_number, origin.enqueued_us, origin.file, origin.line, event.index,
         ingested_us, utc_day_of(env.event_time_us),
     )
-    facts: list[tuple[str, tuple]] = []
-    if isinstance(data, RunData):
-        facts.append(("run_events", _run(head, env.event_type, env, data) + tail))
-    elif isinstance(data, ModelRegisteredData):
-        facts.append(("model_registrations", head + (
-            env.subject, env.event_time_us, data.model_name, data.model_version,
-            _json(data.model_tags), _json(data.model_properties)) + tail))
-    elif isinstance(data, ModelDeployedData):
-        models: Iterable[tuple[str | None, str | None]] = parse_model_ids(data.model_ids) or [
-            (None, None)  # a deployment without model ids still shows as one row
-        ]
-        tags, props = _json(data.service_tags), _json(data.service_properties)
-        for ordinal, (name, version) in enumerate(models):
-            facts.append(("model_deployments", head + (
-                env.subject, env.event_time_us, data.service_name, data.service_compute_type,
-                ordinal, name, version, data.model_ids, tags, props) + tail))
-    elif isinstance(data, DriftData):
-        facts.append(("drift_detections", head + (
-            env.subject, env.event_time_us, data.data_drift_id, data.data_drift_name, data.run_id,
-            data.base_dataset_id, data.target_dataset_id, data.drift_coefficient, data.start_time,
-            data.end_time) + tail))
-    # built after the facts: _run may add a quirk
+    facts = fact_rows(head, env.event_type, env.subject, env.event_time_us, data, tail,
+                      env.quirks)
+    # built after the facts: they may add a quirk
     raw = head + (env.event_type, env.schema, env.subject, env.event_time_us, env.time_source,
                   env.data_version, ",".join(env.quirks) or None, False, event.payload) + tail
     return EventRows(facts, raw)

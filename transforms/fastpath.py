@@ -1,0 +1,168 @@
+"""Backfill's fast path: lines of a file -> table rows, for the shapes almost every line has.
+
+The general decoder (transforms.decode) handles every shape a body can take, and
+pays for it with an Envelope, an AmlEvent and an Origin per event. A backfill
+spends most of its time on lines of two shapes: an Event Grid or CloudEvents
+event (alone or in a JSON array) whose attribute and data keys are spelled
+canonically, from an accepted workspace. This module decodes those straight into
+row tuples, with the same data models and the same row builder (rows.fact_rows)
+as the general path, and hands every other line, whole, to the general path.
+
+So the fast path decides only *whether* it may take a line; whenever a check
+fails, it gives the line back untouched, and the general decoder's answer (event,
+dead letter or ignored row, with its wording) is the answer. A differential
+property test (tests/unit/test_fastpath_lines.py) holds the two paths to
+identical rows for arbitrary and mutated lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from transforms.decode import DATA_SPECS, DecodeRules, canonical_data_keys, decode_body
+from transforms.envelope import canonical_workspace
+from transforms.records import AML_EVENT_TYPES, RUN_STATUS_CHANGED, Origin, stable_key
+from transforms.rows import TableRows, fact_rows
+from transforms.timeparse import InvalidTime, parse_instant_us, utc_day_of
+
+_EVENTGRID_KEYS = frozenset(
+    {"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"}
+)
+# CloudEvents with only its own lower-case attributes (no dataversion: it is not one)
+_CLOUDEVENTS_KEYS = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "data", "datacontenttype",
+     "dataschema"}
+)
+
+
+@dataclass
+class LineCounts:
+    bodies: int = 0
+    blank_lines: int = 0
+    events: int = 0
+    ignored: int = 0
+    dead_letters: int = 0
+    fast: int = 0  # bodies the fast path took (for tests and profiling)
+
+
+class _Lines:
+    """Per-call state: the rules, and what the call learns as it goes (workspace ids)."""
+
+    def __init__(self, rules: DecodeRules, file: str, ingested_us: int) -> None:
+        self.types = frozenset(AML_EVENT_TYPES) & rules.event_types  # canonical spellings only
+        self.workspaces = rules.workspaces
+        self.file = file
+        self.ingested_us = ingested_us
+        self.known: dict[str, tuple[str, str | None]] = {}  # resource id -> canonical_workspace
+
+    def event(self, obj: Any, body: bytes | None, line: int, index: int | None):
+        """(facts, raw row) of one canonical event, or None: then the general path decides.
+        The payload is `body`, or for an array element (body None) its own JSON."""
+        if obj.__class__ is not dict:
+            return None
+        if "eventType" in obj:
+            if not obj.keys() <= _EVENTGRID_KEYS:
+                return None
+            schema, event_type = "eventgrid", obj["eventType"]
+            resource, raw_time, version = obj.get("topic"), obj.get("eventTime"), obj.get("dataVersion")
+        elif "specversion" in obj and obj.keys() <= _CLOUDEVENTS_KEYS:
+            schema, event_type = "cloudevents", obj.get("type")
+            resource, raw_time, version = obj.get("source"), obj.get("time"), None
+        else:
+            return None
+        if event_type.__class__ is not str or event_type not in self.types:
+            return None
+        event_id = obj.get("id")
+        if event_id.__class__ is not str or not event_id.strip():
+            return None
+        subject = obj.get("subject")
+        if subject is not None and subject.__class__ is not str:
+            return None
+        if resource.__class__ is not str:
+            return None
+        known = self.known.get(resource)
+        if known is None:
+            known = self.known[resource] = canonical_workspace(resource)
+        workspace, workspace_name = known
+        if workspace_name is None and schema == "cloudevents":
+            return None  # maybe a duplicate `source`: the general path looks
+        if self.workspaces and workspace not in self.workspaces:
+            return None
+        if raw_time.__class__ is not str:
+            return None
+        try:
+            event_time_us = parse_instant_us(raw_time)
+        except InvalidTime:
+            return None
+        data = obj.get("data")
+        if data.__class__ is not dict:
+            return None
+        spec = DATA_SPECS[event_type]
+        if not canonical_data_keys(data, spec):
+            return None
+        try:
+            parsed = spec.validate(data)
+        except ValidationError:
+            return None
+        if event_type == RUN_STATUS_CHANGED and not parsed.run_status:
+            return None
+        head = (stable_key(workspace, event_id), workspace, workspace_name, event_id)
+        tail = ("file", None, None, None, None, None, self.file, line, index, self.ingested_us,
+                utc_day_of(event_time_us))
+        quirks: list[str] = []
+        facts = fact_rows(head, event_type, subject, event_time_us, parsed, tail, quirks)
+        raw = head + (event_type, schema, subject, event_time_us, "event",
+                      None if version is None else str(version), ",".join(quirks) or None, False,
+                      orjson.dumps(obj) if body is None else body) + tail
+        return facts, raw
+
+
+def decode_lines(bodies: list[bytes], file: str, first_line: int, rules: DecodeRules,
+                 ingested_us: int, *, fast: bool = True) -> tuple[TableRows, LineCounts]:
+    """Rows of consecutive lines of `file` (the first is line `first_line`). Pure.
+
+    Gives exactly the rows that decode_body + TableRows.add give line by line
+    (`fast=False` does just that), in the same order.
+    """
+    rows, counts = TableRows(), LineCounts(bodies=len(bodies))
+    lines = _Lines(rules, file, ingested_us)
+    add = rows.add_event_parts
+    for offset, body in enumerate(bodies):
+        if not body.strip():
+            counts.blank_lines += 1
+            continue
+        line = first_line + offset
+        prepared = None
+        if fast:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                doc = None
+            if doc.__class__ is dict:
+                one = lines.event(doc, body, line, None)
+                prepared = None if one is None else [one]
+            elif doc.__class__ is list and doc:
+                prepared = []
+                for index, element in enumerate(doc):
+                    one = lines.event(element, None, line, index)
+                    if one is None:
+                        prepared = None
+                        break
+                    prepared.append(one)
+        if prepared is not None:
+            for facts, raw in prepared:
+                add(facts, raw)
+            counts.events += len(prepared)
+            counts.fast += 1
+            continue
+        result = decode_body(body, Origin("file", None, None, None, None, None, file, line), rules)
+        counts.events += len(result.events)
+        counts.ignored += len(result.ignored)
+        counts.dead_letters += len(result.dead_letters)
+        rows.add(result, ingested_us)
+    counts.bodies -= counts.blank_lines
+    return rows, counts
