@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from transforms.decode import DATA_SPECS, DecodeRules, canonical_data_keys, decode_body
 from transforms.envelope import canonical_workspace
-from transforms.records import AML_EVENT_TYPES, RUN_STATUS_CHANGED, Origin, stable_key
+from transforms.records import AML_EVENT_TYPES, RUN_STATUS_CHANGED, Origin, key_hasher
 from transforms.rows import TableRows, fact_rows
 from transforms.timeparse import InvalidTime, parse_instant_us, utc_day_of
 
@@ -58,6 +58,16 @@ class _Lines:
         self.file = file
         self.ingested_us = ingested_us
         self.known: dict[str, tuple[str, str | None]] = {}  # resource id -> canonical_workspace
+        self.hashers: dict[str, Any] = {}  # workspace -> key hasher that has seen it
+
+    def key(self, workspace: str, event_id: str) -> int:
+        """stable_key(workspace, event_id), with the workspace hashed once per call."""
+        hasher = self.hashers.get(workspace)
+        if hasher is None:
+            hasher = self.hashers[workspace] = key_hasher(workspace)
+        h = hasher.copy()
+        h.update((event_id + "\x1f").encode())
+        return int.from_bytes(h.digest(), "big", signed=True)
 
     def event(self, obj: Any, body: bytes | None, line: int, index: int | None):
         """(facts, raw row) of one canonical event, or None: then the general path decides.
@@ -102,7 +112,7 @@ class _Lines:
         if data.__class__ is not dict:
             return None
         spec = DATA_SPECS[event_type]
-        if not canonical_data_keys(data, spec):
+        if not (data.keys() <= spec.wire or canonical_data_keys(data, spec)):
             return None
         try:
             parsed = spec.validate(data)
@@ -110,13 +120,13 @@ class _Lines:
             return None
         if event_type == RUN_STATUS_CHANGED and not parsed.run_status:
             return None
-        head = (stable_key(workspace, event_id), workspace, workspace_name, event_id)
+        head = (self.key(workspace, event_id), workspace, workspace_name, event_id)
         tail = ("file", None, None, None, None, None, self.file, line, index, self.ingested_us,
                 utc_day_of(event_time_us))
         quirks: list[str] = []
         facts = fact_rows(head, event_type, subject, event_time_us, parsed, tail, quirks)
         raw = head + (event_type, schema, subject, event_time_us, "event",
-                      None if version is None else str(version), ",".join(quirks) or None, False,
+                      None if version is None else str(version), ",".join(quirks) if quirks else None, False,
                       orjson.dumps(obj) if body is None else body) + tail
         return facts, raw
 

@@ -54,6 +54,14 @@ class Origin(NamedTuple):
 _BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 
 
+def key_hasher(*parts: str):
+    """A hasher that has seen `parts` as stable_key would: copy it, update it with the
+    remaining parts (each followed by 0x1F), and its digest is stable_key's."""
+    h = _BLAKE2B_8.copy()
+    h.update("".join(part + "\x1f" for part in parts).encode())
+    return h
+
+
 def stable_key(*parts: bytes | str) -> int:
     """A signed 64-bit key (fits Parquet INT64) from the given parts, each followed by 0x1F."""
     h = _BLAKE2B_8.copy()

@@ -53,3 +53,18 @@ def test_parallel_and_single_process_backfills_store_the_same_rows(tmp_path):
                          .drop_columns(["ingested_at"]).to_pylist(), key=repr)
             for name in ("raw_events", "run_events", "dead_letters")}
     assert tables[1] == tables[2]
+
+
+def test_a_file_cut_short_while_backfilled_is_an_input_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(backfill, "CHUNK_BYTES", 16)
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(b'{"a":1}\n' * 10)
+    blocks = list(backfill.read_blocks(path))
+    assert [b.first_line for b in blocks] == [1, 3, 5, 7, 9]
+    path.write_bytes(b'{"a":1}\n' * 4)
+    assert blocks[1].bodies() == [b'{"a":1}', b'{"a":1}']
+    with pytest.raises(backfill.BackfillInputError, match=r"in\.ndjson: shorter .* lines from 5"):
+        blocks[2].bodies()
+    path.unlink()
+    with pytest.raises(backfill.BackfillInputError, match=r"in\.ndjson: cannot read lines from 1"):
+        blocks[0].bodies()

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from tests.helpers import CORPUS, INGESTED_US, as_dicts
 from tests.unit.test_decode_fastpath import _valid_base, key, value
 from transforms.decode import DecodeRules
-from transforms.fastpath import decode_lines
-from transforms.records import AML_EVENT_TYPES, RUN_COMPLETED
+from transforms.fastpath import _Lines, decode_lines
+from transforms.records import AML_EVENT_TYPES, RUN_COMPLETED, stable_key
 
 WS = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
       "Microsoft.MachineLearningServices/workspaces/prod-ws")
@@ -164,3 +164,13 @@ def test_blank_lines_are_counted_and_line_numbers_kept(first_line):
                                 INGESTED_US)
     assert (counts.bodies, counts.blank_lines, counts.events) == (2, 2, 2)
     assert [r[-4] for r in rows.rows["raw_events"]] == [first_line + 1, first_line + 3]
+
+
+
+no_surrogates = st.text(st.characters(blacklist_categories=("Cs",)))  # JSON text has none
+
+
+@given(workspace=no_surrogates, event_ids=st.lists(no_surrogates, max_size=3))
+def test_the_per_workspace_key_hasher_gives_stable_keys(workspace, event_ids):
+    lines = _Lines(DecodeRules(), "f.ndjson", INGESTED_US)
+    assert [lines.key(workspace, e) for e in event_ids] == [stable_key(workspace, e) for e in event_ids]
