@@ -11,11 +11,8 @@ from __future__ import annotations
 import ctypes
 import gc
 import gzip
-import multiprocessing
 import os
 import time
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,6 +20,7 @@ from typing import Callable, Iterator
 import pyarrow as pa
 
 from consumer.batch import ArrowBatch, to_arrow
+from consumer.shards import ShardPool
 from consumer.warehouse import FlushStats, ParquetWarehouse
 from transforms.decode import DecodeRules
 from transforms.fastpath import decode_lines
@@ -55,6 +53,15 @@ class BackfillSummary:
     bytes_read: int = 0
     seconds: float = 0.0
     workers: int = 0
+
+    def add(self, bodies: int, blank_lines: int, events: int, ignored: int, dead_letters: int,
+            bytes_read: int) -> None:
+        self.bodies += bodies
+        self.blank_lines += blank_lines
+        self.events_decoded += events
+        self.ignored += ignored
+        self.dead_lettered += dead_letters
+        self.bytes_read += bytes_read
 
     def absorb(self, stats: FlushStats) -> None:
         self.events_written += stats.events
@@ -258,24 +265,6 @@ def _decode_worker_setup() -> None:
     mallopt(_M_TOP_PAD, _WORKER_HEAP_SLACK)
 
 
-def _decoded(chunks: Iterator[Chunk], workers: int) -> Iterator[DecodedChunk]:
-    """Decoded chunks in input order; with workers > 1, decoded in that many processes."""
-    if workers <= 1:
-        yield from map(decode_chunk, chunks)
-        return
-    # spawn, not fork: the parent has Arrow and DuckDB thread pools that fork would copy mid-state
-    with ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_decode_worker_setup
-    ) as pool:
-        in_flight: deque[Future[DecodedChunk]] = deque()
-        for chunk in chunks:
-            in_flight.append(pool.submit(decode_chunk, chunk))
-            if len(in_flight) >= READ_AHEAD * workers:  # bounded: memory stays flat
-                yield in_flight.popleft().result()
-        while in_flight:
-            yield in_flight.popleft().result()
-
-
 def choose_workers(files: list[Path], requested: int) -> int:
     if requested > 0:
         return requested
@@ -301,20 +290,35 @@ def backfill_files(
     summary.files = len(files)
     summary.workers = choose_workers(files, workers)
     current = files[0] if files else Path()
-    for decoded in _decoded(_chunks(files, rules, now_us), summary.workers):
-        summary.bodies += decoded.bodies
-        summary.blank_lines += decoded.blank_lines
-        summary.events_decoded += decoded.events
-        summary.ignored += decoded.ignored
-        summary.dead_lettered += decoded.dead_letters
-        summary.bytes_read += decoded.bytes_read
-        warehouse.write(decoded.batch)
-        if warehouse.pending_rows >= batch_rows:
-            summary.absorb(warehouse.flush())
+    chunks = _chunks(files, rules, now_us)
+
+    def report() -> None:
+        nonlocal last_report
         if progress is not None and time.monotonic() - last_report >= progress_every_s:
             last_report = time.monotonic()
             summary.seconds = last_report - started
             progress(summary, current)
-    summary.absorb(warehouse.flush())
+
+    if summary.workers <= 1:
+        for decoded in map(decode_chunk, chunks):
+            summary.add(decoded.bodies, decoded.blank_lines, decoded.events, decoded.ignored,
+                        decoded.dead_letters, decoded.bytes_read)
+            warehouse.write(decoded.batch)
+            if warehouse.pending_rows >= batch_rows:
+                summary.absorb(warehouse.flush())
+            report()
+        summary.absorb(warehouse.flush())
+    else:
+        # decode processes keep what they decode and write it themselves (consumer.shards)
+        with ShardPool(summary.workers, warehouse, READ_AHEAD) as pool:
+            pending_rows = 0
+            for part in pool.decode(chunks):
+                summary.add(*part.counts)
+                pending_rows += part.rows
+                if pending_rows >= batch_rows:
+                    summary.absorb(pool.commit())
+                    pending_rows = 0
+                report()
+            summary.absorb(pool.commit())
     summary.seconds = time.monotonic() - started
     return summary

@@ -156,21 +156,29 @@ class ParquetWarehouse:
         if not pending:
             return stats
         masks, new_keys = self._deduplicate(batch, stats)
-        stamp = datetime.fromtimestamp(self._now_us() / 1e6, timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = self.file_stamp()
         try:
             for name in _COMMIT_ORDER:
                 tables = pending.get(name, [])
                 stats.rows[name] = 0
                 if tables:
-                    files, rows = self._commit_table(name, tables, masks[name], stamp)
+                    files, rows = self.write_files(name, tables, masks[name], stamp)
                     stats.files.extend(files)
                     stats.rows[name] = rows
         except OSError as exc:
             raise WarehouseWriteError(self.explain(exc)) from exc
+        self.remember(new_keys)
+        return stats
+
+    def file_stamp(self) -> str:
+        """The time part of the names of the files one commit writes."""
+        return datetime.fromtimestamp(self._now_us() / 1e6, timezone.utc).strftime("%Y%m%dT%H%M%S")
+
+    def remember(self, new_keys: dict[tuple[str, int], np.ndarray]) -> None:
+        """Count keys as stored, once the files holding them are committed."""
         for (name, day), keys in new_keys.items():
             current = self._stored_keys.get((name, day))
             self._stored_keys[(name, day)] = np.unique(keys) if current is None else np.union1d(current, keys)
-        return stats
 
     # -- deduplication ------------------------------------------------------
     def _deduplicate(self, batch: PendingBatch, stats: FlushStats):
@@ -198,6 +206,12 @@ class ParquetWarehouse:
         # a row, two orders of magnitude more than this
         keys = np.concatenate([t["dedupe_key"].to_numpy() for t in tables])
         days = np.concatenate([t[PARTITION_COLUMN].cast(pa.int32()).to_numpy() for t in tables])
+        return self.fresh_mask(name, keys, days, new_keys)
+
+    def fresh_mask(self, name: str, keys: np.ndarray, days: np.ndarray, new_keys) -> np.ndarray:
+        """Keep-mask over rows of `name` with these keys and event days, in write order:
+        the first copy of each key, unless already stored. Adds the kept keys to
+        `new_keys`; `remember` them once they are committed."""
         keep = np.zeros(len(keys), dtype=bool)
         keep[np.unique(keys, return_index=True)[1]] = True  # first copy within the batch
         for day in np.unique(days).tolist():
@@ -227,7 +241,7 @@ class ParquetWarehouse:
     def _partition_dir(self, name: str, day: int) -> Path:
         return self.root / name / f"{PARTITION_COLUMN}={date_of_day(day)}"
 
-    def _commit_table(self, name: str, tables: list[pa.Table], keep: np.ndarray, stamp: str):
+    def write_files(self, name: str, tables: list[pa.Table], keep: np.ndarray, stamp: str):
         """One file per event date: each pending table is sorted by date, so every
         date is a zero-copy slice of it; rows are copied only where dedupe drops some."""
         by_day: dict[int, list[pa.Table]] = {}

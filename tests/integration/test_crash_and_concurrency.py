@@ -32,11 +32,12 @@ def stream_file(tmp_path_factory) -> tuple[Path, object]:
     return path, stream
 
 
-def start_backfill(path: Path, warehouse: Path, batch_rows: int) -> subprocess.Popen:
+def start_backfill(path: Path, warehouse: Path, batch_rows: int, workers: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMLWH_")}
     env.update(PYTHONPATH=str(REPO), AMLWH_WAREHOUSE__PATH=str(warehouse))
     return subprocess.Popen(
-        [sys.executable, "-m", "consumer", "backfill", "files", str(path), "--batch-rows", str(batch_rows), "-q"],
+        [sys.executable, "-m", "consumer", "backfill", "files", str(path), "--batch-rows", str(batch_rows),
+         "--workers", str(workers), "-q"],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -52,7 +53,8 @@ def committed_files(warehouse: Path) -> list[Path]:
     return sorted(warehouse.rglob("*.parquet"))
 
 
-def test_sigkill_mid_backfill_then_rerun_equals_a_clean_run_and_the_truth(tmp_path, stream_file):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "decode-processes"])
+def test_sigkill_mid_backfill_then_rerun_equals_a_clean_run_and_the_truth(tmp_path, stream_file, workers):
     path, stream = stream_file
     clean = tmp_path / "clean"
     amlwh("backfill", "files", str(path), env={"AMLWH_WAREHOUSE__PATH": str(clean)})
@@ -60,7 +62,7 @@ def test_sigkill_mid_backfill_then_rerun_equals_a_clean_run_and_the_truth(tmp_pa
     crashed = tmp_path / "crashed"
     kills = 0
     for attempt in range(3):  # kill at three different points, each after some commits
-        proc = start_backfill(path, crashed, batch_rows=400)
+        proc = start_backfill(path, crashed, batch_rows=400, workers=workers)
         deadline = time.monotonic() + 60
         wanted = 1 + attempt * 3  # raw_events files: whole flushes committed
         while len(committed_files(crashed / "raw_events")) < wanted and proc.poll() is None and time.monotonic() < deadline:
@@ -97,7 +99,7 @@ def test_readers_see_only_whole_files_while_a_writer_appends(tmp_path, stream_fi
     for n in range(30):  # 30 files: at least 30 separate commits to overlap with
         (folder / f"part-{n:02d}.ndjson").write_bytes(b"\n".join(lines[n::30]) + b"\n")
     warehouse = tmp_path / "wh"
-    proc = start_backfill(folder, warehouse, batch_rows=100)
+    proc = start_backfill(folder, warehouse, batch_rows=100, workers=2)
     reads, last_count = 0, 0
     try:
         while proc.poll() is None:

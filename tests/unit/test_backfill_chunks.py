@@ -42,17 +42,20 @@ def test_parallel_and_single_process_backfills_store_the_same_rows(tmp_path):
 
     stream = tmp_path / "s.ndjson"
     stream.write_bytes(b"\n".join(disorder(generate(300, seed=1).bodies)) + b"\n{bad\n")
-    tables = {}
+    tables, counts = {}, {}
     for workers in (1, 2):
         root = tmp_path / f"wh{workers}"
         summary = backfill.backfill_files([stream], ParquetWarehouse(root), DecodeRules(),
                                           batch_rows=700, now_us=lambda: 0, workers=workers)
         assert summary.workers == workers and summary.dead_lettered == 1
+        counts[workers] = (summary.bodies, summary.events_decoded, summary.events_written,
+                           summary.duplicates_skipped, summary.ignored)
         tables[workers] = {
             name: sorted(ds.dataset(root / name, partitioning="hive").to_table()
                          .drop_columns(["ingested_at"]).to_pylist(), key=repr)
             for name in ("raw_events", "run_events", "dead_letters")}
     assert tables[1] == tables[2]
+    assert counts[1] == counts[2] and counts[1][3] > 0  # redeliveries skipped alike
 
 
 def test_a_file_cut_short_while_backfilled_is_an_input_error_naming_it(tmp_path, monkeypatch):
