@@ -161,7 +161,8 @@ class Measured:
     tool: str
     repeat: int
     wall_s: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # the largest single process of the tool (wait4 ru_maxrss)
+    tree_pss_mb: float  # the tool and its processes together (sampled PSS)
     cpu_s: float
     rc: int
     stdout: str
@@ -175,7 +176,7 @@ def run_child(tool: str, repeat: int, cmd: list[str], env: dict, cwd: Path, logd
     r = run_measured(cmd, logdir / f"{tool}-{repeat}.rusage.json", out_path, err_path, env, cwd)
     return Measured(
         tool, repeat, r["wall_s"], r["maxrss_kib"] / 1024,  # Linux: ru_maxrss is KiB
-        r["cpu_s"], r["rc"],
+        r["tree_pss_peak_kib"] / 1024, r["cpu_s"], r["rc"],
         out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
     )
 
@@ -297,13 +298,13 @@ def loadavg() -> str:
 
 def print_table(results: list[Measured], lines: int) -> None:
     head = (f"{'repeat':>6}  {'tool':<7} {'wall s':>8} {'events/s':>10} {'peak RSS MB':>11} "
-            f"{'CPU s':>7} {'inner s':>8} {'rc':>3}")
+            f"{'tree MB':>8} {'CPU s':>7} {'inner s':>8} {'rc':>3}")
     print(head)
     print("-" * len(head))
     for m in results:
         inner = m.facts.get("inner_s")
         print(f"{m.repeat:>6}  {m.tool:<7} {m.wall_s:>8.2f} {lines / m.wall_s:>10,.0f} "
-              f"{m.peak_rss_mb:>11,.0f} {m.cpu_s:>7.2f} "
+              f"{m.peak_rss_mb:>11,.0f} {m.tree_pss_mb:>8,.0f} {m.cpu_s:>7.2f} "
               f"{'' if inner is None else f'{inner:.2f}':>8} {m.rc:>3}")
 
 
@@ -319,6 +320,7 @@ def summarize(results: list[Measured], meta: dict) -> dict:
                 "wall_s": wall, "events_s": lines / wall,
                 "peak_rss_mb": statistics.median(m.peak_rss_mb for m in ms),
                 "max_rss_mb": max(m.peak_rss_mb for m in ms),
+                "tree_pss_mb": statistics.median(m.tree_pss_mb for m in ms),
                 "cpu_s": statistics.median(m.cpu_s for m in ms),
                 "inner_s": statistics.median(inner) if inner else None,
             }
@@ -335,13 +337,13 @@ def markdown(meta: dict, med: dict, ratios: list[float], args: argparse.Namespac
         f"mean line {meta['mean_line_bytes']:,.0f} B) vs DuckDB `read_json` of the same file; "
         f"median of {args.repeats} alternating run(s) on {machine()}; {versions()}.",
         "",
-        "| | wall s | events/s | peak RSS MB | CPU s |",
-        "|---|---:|---:|---:|---:|",
+        "| | wall s | events/s | peak RSS MB, largest process | peak memory MB, all processes (PSS) | CPU s |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for tool, v in med.items():
         label = "`amlwh backfill files`" if tool == "amlwh" else "DuckDB `read_json` -> table"
         out.append(f"| {label} | {v['wall_s']:.1f} | {v['events_s']:,.0f} | "
-                   f"{v['peak_rss_mb']:,.0f} | {v['cpu_s']:.1f} |")
+                   f"{v['peak_rss_mb']:,.0f} | {v['tree_pss_mb']:,.0f} | {v['cpu_s']:.1f} |")
     if "amlwh" in med and "duckdb" in med:
         ratio = med["amlwh"]["wall_s"] / med["duckdb"]["wall_s"]
         out += ["", f"amlwh / DuckDB time: **{ratio:.1f}x** (per run: "
@@ -426,14 +428,15 @@ def main(argv: list[str] | None = None) -> int:
     for tool, v in med.items():
         inner = "" if v["inner_s"] is None else f", in-process {v['inner_s']:.2f}s ({lines / v['inner_s']:,.0f}/s)"
         print(f"  {tool:<6} {v['wall_s']:8.2f}s  {v['events_s']:>10,.0f} events/s  peak RSS "
-              f"{v['peak_rss_mb']:,.0f} MB (max {v['max_rss_mb']:,.0f})  CPU {v['cpu_s']:.2f}s{inner}")
+              f"{v['peak_rss_mb']:,.0f} MB (max {v['max_rss_mb']:,.0f}), all processes "
+              f"{v['tree_pss_mb']:,.0f} MB  CPU {v['cpu_s']:.2f}s{inner}")
     if "amlwh" in med and "duckdb" in med:
         ratio = med["amlwh"]["wall_s"] / med["duckdb"]["wall_s"]
         print(f"  ratio amlwh/duckdb time: {ratio:.2f}x (ratio of the medians); per repeat: "
               + ", ".join(f"{x:.2f}x" for x in s["ratios"]))
         print(f"  targets (informative, not asserted): >= 100,000 events/s -> "
               f"{med['amlwh']['events_s']:,.0f}; <= 2.0x DuckDB -> {ratio:.2f}x; "
-              f"peak RSS {med['amlwh']['peak_rss_mb']:,.0f} MB for a "
+              f"peak memory {med['amlwh']['tree_pss_mb']:,.0f} MB (all processes) for a "
               f"{meta['bytes'] / 2**20:,.0f} MiB file")
     print(f"load avg at end: {loadavg()}")
     if args.markdown and med:

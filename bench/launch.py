@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,12 +71,85 @@ def read_report(report: Path, start: float) -> dict:
                 "cpu_s": float("nan")}
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                out += [int(c) for c in fh.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def tree_pss_kib(pid: int) -> int:
+    """Proportional set size of a process and all its descendants, in KiB. PSS, not RSS:
+    pages shared between the processes (libraries, copy-on-write) are counted once in
+    all, so a multi-process tool and a single-process one compare fairly."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += _pss_kib(current)
+        todo += _children(current)
+    return total
+
+
+class TreeMemorySampler(threading.Thread):
+    """Samples tree_pss_kib of the process whose pid the launcher writes to `pidfile`;
+    `peak_kib` is the largest sample (every `interval` s, so a spike shorter than that
+    can be missed: it complements wait4's exact per-process ru_maxrss)."""
+
+    def __init__(self, pidfile: Path, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pidfile, self.interval = pidfile, interval
+        self.peak_kib = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        pid = None
+        while not self._stop_event.is_set():
+            if pid is None:
+                try:
+                    pid = int(self.pidfile.read_text())
+                except (OSError, ValueError):
+                    pass
+            if pid is not None:
+                self.peak_kib = max(self.peak_kib, tree_pss_kib(pid))
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak_kib
+
+
 def run_measured(cmd: list[str], report: Path, stdout: Path, stderr: Path, env: dict, cwd: Path) -> dict:
-    """Run `cmd` to completion under the launcher, its output to two files; return the report."""
+    """Run `cmd` to completion under the launcher, its output to two files; return the report,
+    with `tree_pss_peak_kib` added (TreeMemorySampler)."""
     start = time.time()
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        subprocess.run(launcher_argv(report, cmd), stdout=out, stderr=err, env=env, cwd=cwd, check=False)
-    return read_report(report, start)
+    pidfile = report.with_suffix(".pid")
+    sampler = TreeMemorySampler(pidfile)
+    sampler.start()
+    try:
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            subprocess.run(launcher_argv(report, cmd, pidfile), stdout=out, stderr=err, env=env,
+                           cwd=cwd, check=False)
+    finally:
+        peak = sampler.stop()
+    result = read_report(report, start)
+    result["tree_pss_peak_kib"] = peak
+    return result
 
 
 class Launched:

@@ -28,11 +28,11 @@ from transforms.fastpath import decode_lines
 LINE_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 WHOLE_SUFFIXES = (".json", ".json.gz")
 CHUNK_BYTES = 4 << 20  # ~2,700 bodies of 1.5 KB per decode task
-# Chunks in flight per decode process. The parent stops taking results while it flushes
-# (~0.4 s per 100k rows); with only 2 per process the workers ran dry within ~0.1 s of
-# each flush and waited for it. 6 covers a flush: 1M events 21-24 s -> 18-21 s wall on
-# 2 cores, for ~100 MB more peak memory (each in-flight chunk: 4 MiB in, ~10 MB out).
-READ_AHEAD = 6
+# Chunks sent to each decode process ahead of the one the parent waits for. The
+# processes write the files themselves now, so a commit no longer leaves them idle
+# while the parent writes: 2 keeps them busy (1M events: same CPU as 6) and each
+# process ~70 MB smaller at its peak.
+READ_AHEAD = 2
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting worker processes costs more than it saves
 
 
