@@ -125,27 +125,32 @@ def _die_with_parent() -> None:
 
 def _write(warehouse: ParquetWarehouse, held: dict[int, ArrowBatch],
            masks: dict[int, dict[str, np.ndarray]], names: Iterable[str], stamp: str) -> FlushStats:
-    """Write this process's share of `names` for the chunks in `masks` (input order)."""
+    """Write this process's share of `names` for the chunks in `masks` (input order): all of
+    it durable and in place on return, as one publication (consumer/durable.py)."""
     stats = FlushStats()
-    for name in names:
-        tables, keeps = [], []
-        for number, chunk_masks in masks.items():
-            table = held[number].tables.get(name)
-            if table is None:
+    files = warehouse.publication()
+    try:
+        for name in names:
+            tables, keeps = [], []
+            for number, chunk_masks in masks.items():
+                table = held[number].tables.get(name)
+                if table is None:
+                    continue
+                if name in EVENT_TABLES:  # a fact row is kept when its raw row is
+                    keep = chunk_masks["raw_events"][table[OWNER_COLUMN].to_numpy()]
+                else:
+                    keep = chunk_masks[name]
+                tables.append(table)
+                keeps.append(keep)
+            if not tables:
                 continue
-            if name in EVENT_TABLES:  # a fact row is kept when its raw row is
-                keep = chunk_masks["raw_events"][table[OWNER_COLUMN].to_numpy()]
-            else:
-                keep = chunk_masks[name]
-            tables.append(table)
-            keeps.append(keep)
-        if not tables:
-            continue
-        keep = np.concatenate(keeps)
-        files, rows = warehouse.write_files(name, tables, keep, stamp)
-        stats.files.extend(files)
-        stats.rows[name] = rows
-        stats.duplicates[name] = int(len(keep) - keep.sum())
+            keep = np.concatenate(keeps)
+            stats.rows[name] = warehouse.stage_files(name, tables, keep, stamp, files)
+            stats.duplicates[name] = int(len(keep) - keep.sum())
+        stats.files.extend(files.publish())
+    except BaseException:
+        files.discard()
+        raise
     return stats
 
 

@@ -3,15 +3,15 @@
 Layout: <root>/<table>/event_date=YYYY-MM-DD/part-<time>-<uuid>.parquet.
 Files are immutable. Each is written under a hidden temporary name, fsynced,
 then renamed into place, so readers (DuckDB globs, pyarrow datasets) never see
-a partial file. Within one flush the fact tables are committed before
-raw_events: a raw_events row on disk proves the event's facts are on disk,
-which is what lets the writer skip events it has already stored.
+a partial file. Within one flush the fact tables are durably in place before
+any raw_events file is renamed in: a raw_events row on disk proves the event's
+facts are on disk, which is what lets the writer skip events it has already
+stored (consumer/durable.py: the order and why it is safe).
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from consumer.batch import OWNER_COLUMN, ArrowBatch, to_arrow
+from consumer.durable import Publication
 from consumer.sqlfiles import PARTITION_COLUMN
 from transforms.rows import EVENT_TABLES, TABLE_COLUMNS, TableRows
 from transforms.timeparse import date_of_day
@@ -107,6 +108,7 @@ class ParquetWarehouse:
         self._pending_events = 0
         self._pending_rows = 0
         self._stored_keys: dict[tuple[str, int], np.ndarray] = {}
+        self._swept: set[Path] = set()  # partition folders cleared of crashed commits' leftovers
 
     # -- the sink interface -------------------------------------------------
     def write(self, batch: ArrowBatch | TableRows) -> None:
@@ -157,18 +159,27 @@ class ParquetWarehouse:
             return stats
         masks, new_keys = self._deduplicate(batch, stats)
         stamp = self.file_stamp()
+        files = self.publication()
         try:
             for name in _COMMIT_ORDER:
-                tables = pending.get(name, [])
                 stats.rows[name] = 0
-                if tables:
-                    files, rows = self.write_files(name, tables, masks[name], stamp)
-                    stats.files.extend(files)
-                    stats.rows[name] = rows
+                if name in pending:
+                    # raw_events last: consumer/durable.py says why the groups keep this order
+                    group = 1 if name == "raw_events" else 0
+                    stats.rows[name] = self.stage_files(name, pending[name], masks[name], stamp, files, group)
+            stats.files.extend(files.publish())
         except OSError as exc:
+            files.discard()
             raise WarehouseWriteError(self.explain(exc)) from exc
+        except BaseException:
+            files.discard()
+            raise
         self.remember(new_keys)
         return stats
+
+    def publication(self) -> Publication:
+        """An empty set of files to stage and publish together (consumer/durable.py)."""
+        return Publication(self._swept)
 
     def file_stamp(self) -> str:
         """The time part of the names of the files one commit writes."""
@@ -241,52 +252,25 @@ class ParquetWarehouse:
     def _partition_dir(self, name: str, day: int) -> Path:
         return self.root / name / f"{PARTITION_COLUMN}={date_of_day(day)}"
 
-    def write_files(self, name: str, tables: list[pa.Table], keep: np.ndarray, stamp: str):
-        """One file per event date: each pending table is sorted by date, so every
-        date is a zero-copy slice of it; rows are copied only where dedupe drops some."""
-        by_day: dict[int, list[pa.Table]] = {}
-        offset = rows = 0
-        for table in tables:
-            mask = keep[offset:offset + table.num_rows]
-            offset += table.num_rows
-            if not mask.all():
-                table = table.filter(pa.array(mask))
-            days = table[PARTITION_COLUMN].cast(pa.int32()).to_numpy()
-            starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(days) else []
-            bounds = list(starts) + [len(days)]
-            for start, end in zip(bounds[:-1], bounds[1:]):
-                by_day.setdefault(int(days[start]), []).append(table.slice(int(start), int(end - start)))
-            rows += table.num_rows
+    def stage_files(self, name: str, tables: list[pa.Table], keep: np.ndarray, stamp: str,
+                    files: Publication, group: int = 0) -> int:
+        """One file per event date of the kept rows, staged in `files`; returns the rows."""
         drop = [PARTITION_COLUMN] + ([OWNER_COLUMN] if name in EVENT_TABLES else [])
-        written = []
-        for day, parts in sorted(by_day.items()):
+        rows = 0
+        for day, parts in sorted(_kept_by_day(tables, keep).items()):
             data = pa.concat_tables(parts).drop_columns(drop)  # the partition lives in the path
-            written.append(self._write_file(self._partition_dir(name, day), data, stamp))
-        return written, rows
-
-    def _write_file(self, folder: Path, table: pa.Table, stamp: str) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-        final = folder / name
-        temp = folder / f".{name}.tmp"  # hidden and not *.parquet: no reader globs it
-        try:
-            with open(temp, "wb") as fh:
-                pq.write_table(
-                    table, fh, compression=self.compression, row_group_size=self.row_group_size,
-                    **_encoding(table.column_names),
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-        return final
+            if len(parts) > 1:
+                # One contiguous copy of the kept rows: pq.write_table pays more per chunk and
+                # column than the copy costs. Per row (slicing + concat + write_table, 100k bench
+                # file), raw_events / run_events: slices as chunks 2.26 / 2.17 us, filter() then
+                # write (before) 2.26 / 2.03 us, slices combined 1.96 / 2.00 us.
+                data = data.combine_chunks()
+            rows += data.num_rows
+            file = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+            with files.create(self._partition_dir(name, day), file, group) as fh:
+                pq.write_table(data, fh, compression=self.compression, row_group_size=self.row_group_size,
+                               **_encoding(data.column_names))
+        return rows
 
     def explain(self, exc: OSError) -> str:
         where = exc.filename or self.root
@@ -301,3 +285,23 @@ class ParquetWarehouse:
             f"acknowledged; free space or fix permissions on [warehouse] path ({self.root}) "
             f"and run again (already stored events are skipped)."
         )
+
+
+def _kept_by_day(tables: list[pa.Table], keep: np.ndarray) -> dict[int, list[pa.Table]]:
+    """Kept rows per event date, as zero-copy slices. Each pending table is sorted by date, so a
+    date's kept rows are the runs between date changes and dropped rows (dedupe drops ~2%)."""
+    by_day: dict[int, list[pa.Table]] = {}
+    offset = 0
+    for table in tables:
+        n = table.num_rows
+        mask = keep[offset:offset + n]
+        offset += n
+        if n == 0:
+            continue
+        days = table[PARTITION_COLUMN].cast(pa.int32()).to_numpy()
+        starts = np.flatnonzero(np.r_[True, (days[1:] != days[:-1]) | (mask[1:] != mask[:-1])])
+        ends = np.r_[starts[1:], n]
+        kept = mask[starts]  # a run is all kept or all dropped
+        for start, end in zip(starts[kept].tolist(), ends[kept].tolist()):
+            by_day.setdefault(int(days[start]), []).append(table.slice(start, end - start))
+    return by_day
