@@ -46,7 +46,7 @@ class FilterSettings(BaseModel):
 
 class BackfillSettings(BaseModel):
     model_config = _SECTION
-    batch_rows: int = Field(100_000, gt=0, description="rows buffered before each commit")
+    batch_rows: int = Field(200_000, gt=0, description="rows buffered before each commit")
     workers: int = Field(0, ge=0, description="decode processes; 0 = one per core for large inputs")
 
 
