@@ -1,9 +1,9 @@
 """Backfill from files: each NDJSON line (or a whole .json file) is one message body.
 
-Large inputs are decoded in worker processes: the parent reads chunks of lines,
-workers turn each chunk into an Arrow batch (decode + normalize + convert), and
-the parent writes the batches in input order, so dedupe and commit order are
-exactly those of a single process.
+The input is cut into newline-aligned chunks of ~4 MiB. Small inputs are decoded and
+written in this process. Large ones go to decode processes (consumer/shards.py) that
+decode the chunks into Arrow batches and write them; this process decides, in input
+order, which rows are new, so the stored rows are exactly those of a single process.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ class Block:
 
     A block of a plain file carries only where it is (`start`, `length`): the decode
     process reads it itself, so the bytes are copied once, from the page cache, instead
-    of being read by the parent, pickled, piped and unpickled (~1 us/event of CPU, half
-    of it in the parent, which is the serial part of a backfill). Blocks of gzip files
+    of being read by the parent, pickled, piped and unpickled (~1 us/event of CPU).
+    Blocks of gzip files
     and whole documents carry their bytes."""
 
     file: str
@@ -248,7 +248,7 @@ _WORKER_HEAP_SLACK = 64 << 20
 
 def _decode_worker_setup() -> None:
     """Runs once in each decode process. Every chunk allocates and frees ~10 MB of
-    row objects, Arrow buffers and pickling buffers. By default glibc serves the large
+    row objects, Arrow buffers and Parquet buffers. By default glibc serves the large
     ones with fresh mmaps and hands freed heap back to the OS at once, and Arrow's
     mimalloc pool purges its freed pages too, so every chunk page-faults its memory in
     again: measured 4 us/event of system time in the workers, and Arrow conversion

@@ -57,51 +57,38 @@ def process_main(conn, root: str, compression: str, row_group_size: int) -> None
     _die_with_parent()
     _decode_worker_setup()
     warehouse = ParquetWarehouse(Path(root), compression=compression, row_group_size=row_group_size)
-    held: dict[int, ArrowBatch] = {}
-    masks: dict[int, dict[str, np.ndarray]] = {}
-    def send(message: tuple) -> None:
-        conn.send(message)
-
-    def answer_errors(work) -> None:
-        try:
-            work()
-        except BackfillInputError as exc:
-            send(("input_error", str(exc)))
-        except OSError as exc:
-            send(("write_error", (exc.errno, exc.strerror, exc.filename)))
-        except Exception:  # a bug: the parent stops with the traceback
-            send(("failed", traceback.format_exc()))
-
-    def write_phase(names: tuple[str, ...], stamp: str, last: bool) -> None:
-        def work() -> None:
-            stats = _write(warehouse, held, masks, names, stamp)
-            if last:
-                for number in masks:
-                    del held[number]
-            send(("written", stats))
-        answer_errors(work)
-
+    held: dict[int, ArrowBatch] = {}  # decoded chunks not committed yet, by number
+    masks: dict[int, dict[str, np.ndarray]] = {}  # the commit in progress: keep-masks by chunk
     while True:
         try:
             message = conn.recv()
         except EOFError:  # the parent is gone (killed): nothing to answer to
             return
         kind = message[0]
-        if kind == "decode":
-            def work(number=message[1], chunk=message[2]) -> None:
+        if kind == "stop":
+            return
+        try:
+            if kind == "decode":
+                _, number, chunk = message
                 decoded = decode_chunk(chunk)
                 held[number] = decoded.batch
                 counts = (decoded.bodies, decoded.blank_lines, decoded.events, decoded.ignored,
                           decoded.dead_letters, decoded.bytes_read)
-                send(("decoded", chunk_keys(number, decoded.batch, counts)))
-            answer_errors(work)
-        elif kind == "facts":
-            masks = message[2]
-            write_phase(FIRST_PHASE, message[1], False)
-        elif kind == "raw":
-            write_phase(("raw_events",), message[1], True)
-        elif kind == "stop":
-            return
+                reply = ("decoded", chunk_keys(number, decoded.batch, counts))
+            elif kind == "facts":
+                _, stamp, masks = message
+                reply = ("written", _write(warehouse, held, masks, FIRST_PHASE, stamp))
+            else:  # "raw": the commit's last phase; its chunks are done with
+                reply = ("written", _write(warehouse, held, masks, ("raw_events",), message[1]))
+                for number in masks:
+                    del held[number]
+        except BackfillInputError as exc:
+            reply = ("input_error", str(exc))
+        except OSError as exc:
+            reply = ("write_error", (exc.errno, exc.strerror, exc.filename))
+        except Exception:  # a bug: the parent stops with the traceback
+            reply = ("failed", traceback.format_exc())
+        conn.send(reply)
 
 
 def _die_with_parent() -> None:

@@ -41,7 +41,8 @@ class ShardPool:
     def __init__(self, workers: int, warehouse: ParquetWarehouse, read_ahead: int) -> None:
         self.warehouse = warehouse
         self.read_ahead = read_ahead
-        context = multiprocessing.get_context("spawn")  # no fork: see backfill._decode_worker_setup
+        # spawn, not fork: the parent has Arrow thread pools that fork would copy mid-state
+        context = multiprocessing.get_context("spawn")
         self._conns = []
         self._procs = []
         for _ in range(workers):
