@@ -23,7 +23,7 @@ from consumer.batch import ArrowBatch, to_arrow
 from consumer.shards import ShardPool
 from consumer.warehouse import FlushStats, ParquetWarehouse
 from transforms.decode import DecodeRules
-from transforms.fastpath import decode_lines
+from transforms.fastpath import LineCounts, decode_lines
 
 LINE_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 WHOLE_SUFFIXES = (".json", ".json.gz")
@@ -54,13 +54,12 @@ class BackfillSummary:
     seconds: float = 0.0
     workers: int = 0
 
-    def add(self, bodies: int, blank_lines: int, events: int, ignored: int, dead_letters: int,
-            bytes_read: int) -> None:
-        self.bodies += bodies
-        self.blank_lines += blank_lines
-        self.events_decoded += events
-        self.ignored += ignored
-        self.dead_lettered += dead_letters
+    def add(self, counts: LineCounts, bytes_read: int) -> None:
+        self.bodies += counts.bodies
+        self.blank_lines += counts.blank_lines
+        self.events_decoded += counts.events
+        self.ignored += counts.ignored
+        self.dead_lettered += counts.dead_letters
         self.bytes_read += bytes_read
 
     def absorb(self, stats: FlushStats) -> None:
@@ -129,11 +128,7 @@ class Chunk:
 @dataclass
 class DecodedChunk:
     batch: ArrowBatch
-    bodies: int
-    blank_lines: int
-    events: int
-    ignored: int
-    dead_letters: int
+    counts: LineCounts
     bytes_read: int
 
 
@@ -237,8 +232,7 @@ def _decode_chunk(chunk: Chunk) -> DecodedChunk:
     block = chunk.block
     rows, counts = decode_lines(block.bodies(), block.file, block.first_line, chunk.rules,
                                 chunk.ingested_us)
-    return DecodedChunk(to_arrow(rows), counts.bodies, counts.blank_lines, counts.events,
-                        counts.ignored, counts.dead_letters, block.size)
+    return DecodedChunk(to_arrow(rows), counts, block.size)
 
 
 # glibc mallopt parameters
@@ -301,8 +295,7 @@ def backfill_files(
 
     if summary.workers <= 1:
         for decoded in map(decode_chunk, chunks):
-            summary.add(decoded.bodies, decoded.blank_lines, decoded.events, decoded.ignored,
-                        decoded.dead_letters, decoded.bytes_read)
+            summary.add(decoded.counts, decoded.bytes_read)
             warehouse.write(decoded.batch)
             if warehouse.pending_rows >= batch_rows:
                 summary.absorb(warehouse.flush())
@@ -313,7 +306,7 @@ def backfill_files(
         with ShardPool(summary.workers, warehouse, READ_AHEAD) as pool:
             pending_rows = 0
             for part in pool.decode(chunks):
-                summary.add(*part.counts)
+                summary.add(part.counts, part.bytes_read)
                 pending_rows += part.rows
                 if pending_rows >= batch_rows:
                     summary.absorb(pool.commit())

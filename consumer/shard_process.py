@@ -15,7 +15,7 @@ import signal
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,11 @@ import pyarrow as pa
 from consumer.batch import OWNER_COLUMN, ArrowBatch
 from consumer.sqlfiles import PARTITION_COLUMN
 from consumer.warehouse import FlushStats, ParquetWarehouse
+from transforms.fastpath import LineCounts
 from transforms.rows import EVENT_TABLES
+
+if TYPE_CHECKING:  # consumer.backfill starts these processes: no import cycle at run time
+    from consumer.backfill import DecodedChunk
 
 _PR_SET_PDEATHSIG = 1
 SELF_KEYED = ("raw_events", "dead_letters", "ignored_events")
@@ -35,19 +39,22 @@ class ChunkKeys:
     """What the parent learns of one decoded chunk."""
 
     chunk: int
-    counts: tuple[int, int, int, int, int, int]  # bodies, blank, events, ignored, dead, bytes
+    counts: LineCounts
+    bytes_read: int
     keys: dict[str, tuple[np.ndarray, np.ndarray]]  # self-keyed table -> (keys, days)
     rows: int  # rows over all tables
 
 
-def chunk_keys(chunk: int, batch: ArrowBatch, counts: tuple) -> ChunkKeys:
+def chunk_keys(chunk: int, decoded: DecodedChunk) -> ChunkKeys:
+    batch = decoded.batch
     keys = {}
     for name in SELF_KEYED:
         table = batch.tables.get(name)
         if table is not None:
             keys[name] = (table["dedupe_key"].to_numpy(),
                           table[PARTITION_COLUMN].cast(pa.int32()).to_numpy())
-    return ChunkKeys(chunk, counts, keys, sum(t.num_rows for t in batch.tables.values()))
+    return ChunkKeys(chunk, decoded.counts, decoded.bytes_read, keys,
+                     sum(t.num_rows for t in batch.tables.values()))
 
 
 def process_main(conn, root: str, compression: str, row_group_size: int) -> None:
@@ -72,9 +79,7 @@ def process_main(conn, root: str, compression: str, row_group_size: int) -> None
                 _, number, chunk = message
                 decoded = decode_chunk(chunk)
                 held[number] = decoded.batch
-                counts = (decoded.bodies, decoded.blank_lines, decoded.events, decoded.ignored,
-                          decoded.dead_letters, decoded.bytes_read)
-                reply = ("decoded", chunk_keys(number, decoded.batch, counts))
+                reply = ("decoded", chunk_keys(number, decoded))
             elif kind == "facts":
                 _, stamp, masks = message
                 reply = ("written", _write(warehouse, held, masks, FIRST_PHASE, stamp))
