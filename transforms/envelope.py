@@ -26,7 +26,7 @@ _WORKSPACE_ID = re.compile(
     r"microsoft\.machinelearningservices/workspaces/([^/]+)/?$",
     re.IGNORECASE,
 )
-_EVENTGRID_KEYS = frozenset(
+EVENTGRID_KEYS = frozenset(
     {"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"}
 )
 _EVENTGRID_NAMES = ("eventType", "topic", "eventTime", "dataVersion")
@@ -122,7 +122,7 @@ def read_envelope(
 ) -> tuple[Envelope, dict[str, Any]]:
     """Validate the envelope attributes; return them with the raw `data` object."""
     quirks: list[str] = []
-    if "eventType" in obj and obj.keys() <= _EVENTGRID_KEYS:
+    if "eventType" in obj and obj.keys() <= EVENTGRID_KEYS:
         # Canonical Event Grid spelling (almost every delivery): no lower-cased copy needed.
         top, schema, (type_key, ws_key, time_key, version_key) = obj, "eventgrid", _EVENTGRID_NAMES
     else:

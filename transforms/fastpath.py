@@ -24,15 +24,13 @@ import orjson
 from pydantic import ValidationError
 
 from transforms.decode import DATA_SPECS, DecodeRules, canonical_data_keys, decode_body
-from transforms.envelope import canonical_workspace
+from transforms.envelope import EVENTGRID_KEYS, canonical_workspace
 from transforms.records import AML_EVENT_TYPES, RUN_STATUS_CHANGED, Origin, key_hasher
 from transforms.rows import TableRows, fact_rows
 from transforms.timeparse import InvalidTime, parse_instant_us, utc_day_of
 
-_EVENTGRID_KEYS = frozenset(
-    {"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"}
-)
-# CloudEvents with only its own lower-case attributes (no dataversion: it is not one)
+# CloudEvents with only its own lower-case attributes (no data_base64: the general path
+# decodes it; no dataversion: not a CloudEvents attribute)
 _CLOUDEVENTS_KEYS = frozenset(
     {"specversion", "id", "source", "type", "subject", "time", "data", "datacontenttype",
      "dataschema"}
@@ -75,7 +73,7 @@ class _Lines:
         if obj.__class__ is not dict:
             return None
         if "eventType" in obj:
-            if not obj.keys() <= _EVENTGRID_KEYS:
+            if not obj.keys() <= EVENTGRID_KEYS:
                 return None
             schema, event_type = "eventgrid", obj["eventType"]
             resource, raw_time, version = obj.get("topic"), obj.get("eventTime"), obj.get("dataVersion")
