@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
-import pyarrow as pa
 
 from consumer.batch import OWNER_COLUMN, ArrowBatch
-from consumer.sqlfiles import PARTITION_COLUMN
-from consumer.warehouse import FlushStats, ParquetWarehouse
+from consumer.warehouse import FACT_PHASE, SELF_KEYED, FlushStats, ParquetWarehouse, key_columns
 from transforms.fastpath import LineCounts
 from transforms.rows import EVENT_TABLES
 
@@ -30,8 +28,6 @@ if TYPE_CHECKING:  # consumer.backfill starts these processes: no import cycle a
     from consumer.backfill import DecodedChunk
 
 _PR_SET_PDEATHSIG = 1
-SELF_KEYED = ("raw_events", "dead_letters", "ignored_events")
-FIRST_PHASE = EVENT_TABLES + ("dead_letters", "ignored_events")
 
 
 @dataclass
@@ -51,8 +47,7 @@ def chunk_keys(chunk: int, decoded: DecodedChunk) -> ChunkKeys:
     for name in SELF_KEYED:
         table = batch.tables.get(name)
         if table is not None:
-            keys[name] = (table["dedupe_key"].to_numpy(),
-                          table[PARTITION_COLUMN].cast(pa.int32()).to_numpy())
+            keys[name] = key_columns(table)
     return ChunkKeys(chunk, decoded.counts, decoded.bytes_read, keys,
                      sum(t.num_rows for t in batch.tables.values()))
 
@@ -82,7 +77,7 @@ def process_main(conn, root: str, compression: str, row_group_size: int) -> None
                 reply = ("decoded", chunk_keys(number, decoded))
             elif kind == "facts":
                 _, stamp, masks = message
-                reply = ("written", _write(warehouse, held, masks, FIRST_PHASE, stamp))
+                reply = ("written", _write(warehouse, held, masks, FACT_PHASE, stamp))
             else:  # "raw": the commit's last phase; its chunks are done with
                 reply = ("written", _write(warehouse, held, masks, ("raw_events",), message[1]))
                 for number in masks:

@@ -26,8 +26,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from consumer.shard_process import SELF_KEYED, ChunkKeys, process_main
-from consumer.warehouse import FlushStats, ParquetWarehouse, WarehouseWriteError
+from consumer.shard_process import ChunkKeys, process_main
+from consumer.warehouse import SELF_KEYED, FlushStats, ParquetWarehouse, WarehouseWriteError
 
 
 class DecodeProcessError(RuntimeError):
@@ -176,6 +176,4 @@ class ShardPool:
             bounds = np.cumsum([len(c.keys[name][0]) for c in having])[:-1]
             for c, part in zip(having, np.split(keep, bounds)):
                 masks[c.chunk][name] = part
-        for c in pending:  # no raw rows in a chunk: its facts (there are none) keep nothing
-            masks[c.chunk].setdefault("raw_events", np.zeros(0, dtype=bool))
         return masks, new_keys
