@@ -30,7 +30,7 @@ EVENTGRID_KEYS = frozenset(
     {"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"}
 )
 _EVENTGRID_NAMES = ("eventType", "topic", "eventTime", "dataVersion")
-_CLOUDEVENTS_KEYS = frozenset(
+CLOUDEVENTS_KEYS = frozenset(
     {"specversion", "id", "source", "type", "subject", "time", "data", "data_base64",
      "datacontenttype", "dataschema"}
 )
@@ -127,7 +127,7 @@ def read_envelope(
         top, schema, (type_key, ws_key, time_key, version_key) = obj, "eventgrid", _EVENTGRID_NAMES
     else:
         # Canonical CloudEvents keys are already lower-case: the copy would equal the object.
-        top = obj if obj.keys() <= _CLOUDEVENTS_KEYS else {k.lower(): v for k, v in obj.items()}
+        top = obj if obj.keys() <= CLOUDEVENTS_KEYS else {k.lower(): v for k, v in obj.items()}
         version_key = "dataversion"
         if "specversion" in top:
             schema, type_key, ws_key, time_key = "cloudevents", "type", "source", "time"

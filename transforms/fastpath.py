@@ -24,17 +24,14 @@ import orjson
 from pydantic import ValidationError
 
 from transforms.decode import DATA_SPECS, DecodeRules, canonical_data_keys, decode_body
-from transforms.envelope import EVENTGRID_KEYS, canonical_workspace
-from transforms.records import AML_EVENT_TYPES, RUN_STATUS_CHANGED, Origin, key_hasher
-from transforms.rows import TableRows, fact_rows
+from transforms.envelope import CLOUDEVENTS_KEYS, EVENTGRID_KEYS, canonical_workspace
+from transforms.records import RUN_STATUS_CHANGED, Origin, key_hasher
+from transforms.rows import TableRows, fact_rows, raw_row
 from transforms.timeparse import InvalidTime, parse_instant_us, utc_day_of
 
-# CloudEvents with only its own lower-case attributes (no data_base64: the general path
-# decodes it; no dataversion: not a CloudEvents attribute)
-_CLOUDEVENTS_KEYS = frozenset(
-    {"specversion", "id", "source", "type", "subject", "time", "data", "datacontenttype",
-     "dataschema"}
-)
+# CloudEvents with only its own lower-case attributes, and `data` itself (data_base64
+# is for the general path to decode)
+_CLOUDEVENTS_KEYS = CLOUDEVENTS_KEYS - {"data_base64"}
 
 
 @dataclass
@@ -51,7 +48,8 @@ class _Lines:
     """Per-call state: the rules, and what the call learns as it goes (workspace ids)."""
 
     def __init__(self, rules: DecodeRules, file: str, ingested_us: int) -> None:
-        self.types = frozenset(AML_EVENT_TYPES) & rules.event_types  # canonical spellings only
+        # canonical spellings with a data model, as the general path requires
+        self.types = DATA_SPECS.keys() & rules.event_types
         self.workspaces = rules.workspaces
         self.file = file
         self.ingested_us = ingested_us
@@ -110,7 +108,7 @@ class _Lines:
         if data.__class__ is not dict:
             return None
         spec = DATA_SPECS[event_type]
-        if not (data.keys() <= spec.wire or canonical_data_keys(data, spec)):
+        if not canonical_data_keys(data, spec):
             return None
         try:
             parsed = spec.validate(data)
@@ -123,9 +121,9 @@ class _Lines:
                 utc_day_of(event_time_us))
         quirks: list[str] = []
         facts = fact_rows(head, event_type, subject, event_time_us, parsed, tail, quirks)
-        raw = head + (event_type, schema, subject, event_time_us, "event",
-                      None if version is None else str(version), ",".join(quirks) if quirks else None, False,
-                      orjson.dumps(obj) if body is None else body) + tail
+        raw = raw_row(head, event_type, schema, subject, event_time_us, "event",
+                      None if version is None else str(version), quirks,
+                      orjson.dumps(obj) if body is None else body, tail)
         return facts, raw
 
 

@@ -133,6 +133,16 @@ class TableRows:
             owners[table].append(owner)
         raw_rows.append(raw)
 
+
+def raw_row(head: tuple, event_type: str, schema: str, subject: str | None, event_time_us: int,
+            time_source: str, data_version: str | None, quirks: list[str], payload: bytes,
+            tail: tuple) -> tuple:
+    """The raw_events row of one event (late=False): the one definition of its layout,
+    shared like fact_rows. Build it after the facts: they may add a quirk."""
+    return head + (event_type, schema, subject, event_time_us, time_source, data_version,
+                   ",".join(quirks) or None, False, payload) + tail
+
+
 def fact_rows(head: tuple, event_type: str, subject: str | None, event_time_us: int,
               data: Any, tail: tuple, quirks: list[str]) -> list[tuple[str, tuple]]:
     """(table, row) of the fact rows of one validated event: the one definition of their
@@ -196,7 +206,6 @@ def event_rows(event: AmlEvent, ingested_us: int) -> EventRows:
     )
     facts = fact_rows(head, env.event_type, env.subject, env.event_time_us, data, tail,
                       env.quirks)
-    # built after the facts: they may add a quirk
-    raw = head + (env.event_type, env.schema, env.subject, env.event_time_us, env.time_source,
-                  env.data_version, ",".join(env.quirks) or None, False, event.payload) + tail
+    raw = raw_row(head, env.event_type, env.schema, env.subject, env.event_time_us,
+                  env.time_source, env.data_version, env.quirks, event.payload, tail)
     return EventRows(facts, raw)
