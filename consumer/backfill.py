@@ -74,8 +74,7 @@ class Block:
     A block of a plain file carries only where it is (`start`, `length`): the decode
     process reads it itself, so the bytes are copied once, from the page cache, instead
     of being read by the parent, pickled, piped and unpickled (~1 us/event of CPU).
-    Blocks of gzip files
-    and whole documents carry their bytes."""
+    Blocks of gzip files and whole documents carry their bytes."""
 
     file: str
     first_line: int
@@ -246,7 +245,7 @@ def _decode_worker_setup() -> None:
     ones with fresh mmaps and hands freed heap back to the OS at once, and Arrow's
     mimalloc pool purges its freed pages too, so every chunk page-faults its memory in
     again: measured 4 us/event of system time in the workers, and Arrow conversion
-    plus pickling 1.5-2 us/event slower. So: Arrow allocates through glibc, and glibc
+    1.5-2 us/event slower. So: Arrow allocates through glibc, and glibc
     keeps up to 64 MB of freed heap (no mmap below 64 MB, no trim below 2x that) for
     the next chunk. The worker's memory stays bounded by its largest chunk plus that
     slack. Not glibc (musl, macOS): mallopt is missing and nothing is tuned."""
