@@ -5,8 +5,10 @@ pays for it with an Envelope, an AmlEvent and an Origin per event. A backfill
 spends most of its time on lines of two shapes: an Event Grid or CloudEvents
 event (alone or in a JSON array) whose attribute and data keys are spelled
 canonically, from an accepted workspace. This module decodes those straight into
-row tuples, with the same data models and the same row builder (rows.fact_rows)
-as the general path, and hands every other line, whole, to the general path.
+row tuples, with the same row builder (rows.fact_rows) as the general path, and
+hands every other line, whole, to the general path. Data objects are checked by
+transforms.plain, which recognizes the ones the pydantic models would take as they
+are (~0.5 us/event cheaper than running the model); for any other, the model runs.
 
 So the fast path decides only *whether* it may take a line; whenever a check
 fails, it gives the line back untouched, and the general decoder's answer (event,
@@ -25,6 +27,7 @@ from pydantic import ValidationError
 
 from transforms.decode import DATA_SPECS, DecodeRules, canonical_data_keys, decode_body
 from transforms.envelope import CLOUDEVENTS_KEYS, EVENTGRID_KEYS, canonical_workspace
+from transforms.plain import PLAIN_DATA
 from transforms.records import RUN_STATUS_CHANGED, Origin, key_hasher
 from transforms.rows import TableRows, fact_rows, raw_row
 from transforms.timeparse import InvalidTime, parse_instant_us, utc_day_of
@@ -110,10 +113,12 @@ class _Lines:
         spec = DATA_SPECS[event_type]
         if not canonical_data_keys(data, spec):
             return None
-        try:
-            parsed = spec.validate(data)
-        except ValidationError:
-            return None
+        parsed = PLAIN_DATA[event_type](data)
+        if parsed is None:
+            try:
+                parsed = spec.validate(data)
+            except ValidationError:
+                return None
         if event_type == RUN_STATUS_CHANGED and not parsed.run_status:
             return None
         head = (self.key(workspace, event_id), workspace, workspace_name, event_id)

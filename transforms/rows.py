@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import orjson
 
 from transforms.models import DriftData, ModelDeployedData, ModelRegisteredData, RunData, parse_model_ids
+from transforms.plain import PlainDrift, PlainModelDeployed, PlainModelRegistered, PlainRun
 from transforms.records import RUN_COMPLETED, AmlEvent, DecodeResult, Origin
 from transforms.status import STATUS_RANK, run_event_status
 from transforms.timeparse import utc_day_of
@@ -147,8 +148,9 @@ def fact_rows(head: tuple, event_type: str, subject: str | None, event_time_us: 
               data: Any, tail: tuple, quirks: list[str]) -> list[tuple[str, tuple]]:
     """(table, row) of the fact rows of one validated event: the one definition of their
     layout, shared by the general decoder (event_rows) and the backfill's fast path.
+    `data` is a validated model or its plain twin (transforms.plain): same attributes.
     Appends to `quirks` what the data reveals about the event."""
-    if isinstance(data, RunData):
+    if isinstance(data, (RunData, PlainRun)):
         status = run_event_status(data.run_status)
         if event_type == RUN_COMPLETED and status != "Completed":
             quirks.append("run_completed_with_status")
@@ -162,11 +164,11 @@ def fact_rows(head: tuple, event_type: str, subject: str | None, event_time_us: 
             _first("stepType", props, tags),
             _json(tags), _json(props),
         ) + tail)]
-    if isinstance(data, ModelRegisteredData):
+    if isinstance(data, (ModelRegisteredData, PlainModelRegistered)):
         return [("model_registrations", head + (
             subject, event_time_us, data.model_name, data.model_version,
             _json(data.model_tags), _json(data.model_properties)) + tail)]
-    if isinstance(data, ModelDeployedData):
+    if isinstance(data, (ModelDeployedData, PlainModelDeployed)):
         models: Iterable[tuple[str | None, str | None]] = parse_model_ids(data.model_ids) or [
             (None, None)  # a deployment without model ids still shows as one row
         ]
@@ -175,7 +177,7 @@ def fact_rows(head: tuple, event_type: str, subject: str | None, event_time_us: 
             subject, event_time_us, data.service_name, data.service_compute_type,
             ordinal, name, version, data.model_ids, tags, props) + tail)
             for ordinal, (name, version) in enumerate(models)]
-    if isinstance(data, DriftData):
+    if isinstance(data, (DriftData, PlainDrift)):
         return [("drift_detections", head + (
             subject, event_time_us, data.data_drift_id, data.data_drift_name, data.run_id,
             data.base_dataset_id, data.target_dataset_id, data.drift_coefficient, data.start_time,
