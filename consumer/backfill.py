@@ -302,15 +302,21 @@ def backfill_files(
         summary.absorb(warehouse.flush())
     else:
         # decode processes keep what they decode and write it themselves (consumer.shards)
-        with ShardPool(summary.workers, warehouse, READ_AHEAD) as pool:
-            pending_rows = 0
-            for part in pool.decode(chunks):
-                summary.add(part.counts, part.bytes_read)
-                pending_rows += part.rows
-                if pending_rows >= batch_rows:
-                    summary.absorb(pool.commit())
-                    pending_rows = 0
-                report()
-            summary.absorb(pool.commit())
+        collecting = gc.isenabled()
+        gc.disable()  # what this loop allocates (chunk keys, key arrays) forms no cycles
+        try:
+            with ShardPool(summary.workers, warehouse, READ_AHEAD) as pool:
+                pending_rows = 0
+                for part in pool.decode(chunks):
+                    summary.add(part.counts, part.bytes_read)
+                    pending_rows += part.rows
+                    if pending_rows >= batch_rows:
+                        summary.absorb(pool.commit())
+                        pending_rows = 0
+                    report()
+                summary.absorb(pool.commit())
+        finally:
+            if collecting:
+                gc.enable()
     summary.seconds = time.monotonic() - started
     return summary

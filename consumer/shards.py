@@ -146,9 +146,12 @@ class ShardPool:
         workers = len(self._conns)
         shares = [{c.chunk: masks[c.chunk] for c in pending if c.chunk % workers == w}
                   for w in range(workers)]
+        merged = None
         for phase in ("facts", "raw"):
             for w in range(workers):
                 self._send(w, ("facts", stamp, shares[w]) if phase == "facts" else ("raw", stamp))
+            if merged is None:  # while the processes write, not after (they would wait)
+                merged = self.warehouse.merged_keys(new_keys)
             for w in range(workers):
                 while self._written[w] is None:
                     self._pump(w)
@@ -158,7 +161,7 @@ class ShardPool:
                     stats.rows[name] = stats.rows.get(name, 0) + rows
                 for name, dups in part.duplicates.items():
                     stats.duplicates[name] = stats.duplicates.get(name, 0) + dups
-        self.warehouse.remember(new_keys)
+        self.warehouse.install_keys(merged)
         return stats
 
     def _decide(self, pending: list[ChunkKeys]):

@@ -189,9 +189,27 @@ class ParquetWarehouse:
 
     def remember(self, new_keys: dict[tuple[str, int], np.ndarray]) -> None:
         """Count keys as stored, once the files holding them are committed."""
+        self.install_keys(self.merged_keys(new_keys))
+
+    def merged_keys(self, new_keys: dict[tuple[str, int], np.ndarray]) -> dict[tuple[str, int], np.ndarray]:
+        """The stored keys of each (table, day) with fresh_mask's `new_keys` added, for
+        install_keys once the files holding them are committed. A step of its own so a
+        parallel commit can merge while its processes write (~10 ms a commit)."""
+        merged = {}
         for (name, day), keys in new_keys.items():
             current = self._stored_keys.get((name, day))
-            self._stored_keys[(name, day)] = np.unique(keys) if current is None else np.union1d(current, keys)
+            if current is None:
+                merged[(name, day)] = np.unique(keys)
+            else:
+                # fresh_mask's new keys are unique and not stored: no unique() needed, and
+                # a stable sort of int64 is a radix sort, linear in the stored keys
+                both = np.concatenate((current, keys))
+                both.sort(kind="stable")
+                merged[(name, day)] = both
+        return merged
+
+    def install_keys(self, merged: dict[tuple[str, int], np.ndarray]) -> None:
+        self._stored_keys.update(merged)
 
     # -- deduplication ------------------------------------------------------
     def _deduplicate(self, batch: PendingBatch, stats: FlushStats):
