@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 
+import orjson
 import pytest
 
 from consumer import backfill
@@ -71,3 +72,38 @@ def test_a_file_cut_short_while_backfilled_is_an_input_error_naming_it(tmp_path,
     path.unlink()
     with pytest.raises(backfill.BackfillInputError, match=r"in\.ndjson: cannot read lines from 1"):
         blocks[0].bodies()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stored_rows_name_their_line_of_the_file(tmp_path, monkeypatch, workers):
+    """source_line of events, dead letters and ignored rows is the line in the file, with
+    blocks of a few lines each: numbers, and the dead letters' keys, which include them."""
+    import pyarrow.dataset as ds
+
+    from bench.synth import generate
+    from consumer.warehouse import ParquetWarehouse
+
+    monkeypatch.setattr(backfill, "CHUNK_BYTES", 4096)
+    bodies = generate(40, seed=3).bodies
+    lines, expected = [], {}
+    for i, body in enumerate(bodies):
+        lines.append(body)
+        expected[orjson.loads(body)[0]["id"] if body.startswith(b"[") else orjson.loads(body)["id"]] = len(lines)
+        if i % 7 == 0:
+            lines += [b"", b"{bad"]  # a blank line and a dead letter
+    stream = tmp_path / "s.ndjson"
+    stream.write_bytes(b"\n".join(lines) + b"\n")
+    bad_lines = sorted(n for n, line in enumerate(lines, 1) if line == b"{bad")
+    root = tmp_path / "wh"
+    backfill.backfill_files([stream], ParquetWarehouse(root), DecodeRules(), batch_rows=300,
+                            now_us=lambda: 0, workers=workers)
+
+    def table(name):
+        return ds.dataset(root / name, partitioning="hive").to_table().to_pylist()
+
+    stored = {}
+    for row in table("raw_events"):
+        if row["batch_index"] in (None, 0):
+            stored[row["event_id"]] = row["source_line"]
+    assert stored == {k: v for k, v in expected.items() if k in stored} and len(stored) > 100
+    assert sorted(r["source_line"] for r in table("dead_letters")) == bad_lines
