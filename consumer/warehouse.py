@@ -250,7 +250,7 @@ class ParquetWarehouse:
             in_day = days == day
             stored = self._stored(name, day)
             if stored.size:
-                keep[in_day] &= ~np.isin(keys[in_day], stored)
+                keep[in_day] &= ~_in_sorted(keys[in_day], stored)
             new_keys[(name, day)] = keys[in_day & keep]
         return keep
 
@@ -311,6 +311,14 @@ class ParquetWarehouse:
 def key_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(dedupe keys, event days) of a self-keyed table's rows: what fresh_mask decides on."""
     return table["dedupe_key"].to_numpy(), table[PARTITION_COLUMN].cast(pa.int32()).to_numpy()
+
+
+def _in_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """np.isin(values, sorted_keys) for a sorted, non-empty sorted_keys: a binary search
+    per value instead of sorting both together (half the time at 30k stored keys)."""
+    at = np.searchsorted(sorted_keys, values)
+    at[at == len(sorted_keys)] = 0
+    return sorted_keys[at] == values
 
 
 def _kept_by_day(tables: list[pa.Table], keep: np.ndarray) -> dict[int, list[pa.Table]]:

@@ -113,7 +113,7 @@ class _Lines:
         spec = DATA_SPECS[event_type]
         if not canonical_data_keys(data, spec):
             return None
-        parsed = PLAIN_DATA[event_type](data)
+        parsed: Any = PLAIN_DATA[event_type](data)
         if parsed is None:
             try:
                 parsed = spec.validate(data)

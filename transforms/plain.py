@@ -92,7 +92,8 @@ def plain_run(data: dict[str, Any]) -> PlainRun | None:
 
 def plain_model_registered(data: dict[str, Any]) -> PlainModelRegistered | None:
     g = data.get
-    name, version, tags, props = g("modelName"), g("modelVersion"), g("modelTags"), g("modelProperties")
+    name: Any = g("modelName")
+    version, tags, props = g("modelVersion"), g("modelTags"), g("modelProperties")
     if version.__class__ is int:  # an int on early payloads (a bool's class is bool)
         version = str(version)
     if not (_id(name) and version.__class__ is str and tags.__class__ in _TAGS
@@ -104,7 +105,8 @@ def plain_model_registered(data: dict[str, Any]) -> PlainModelRegistered | None:
 
 def plain_model_deployed(data: dict[str, Any]) -> PlainModelDeployed | None:
     g = data.get
-    name, tags, props = g("serviceName"), g("serviceTags"), g("serviceProperties")
+    name: Any = g("serviceName")
+    tags, props = g("serviceTags"), g("serviceProperties")
     compute_type, model_ids = g("serviceComputeType"), g("modelIds")
     if not (_id(name) and compute_type.__class__ in _TEXT and model_ids.__class__ in _TEXT
             and tags.__class__ in _TAGS and props.__class__ in _TAGS):
@@ -127,7 +129,8 @@ def _instant(value: Any) -> int | None | bool:
 
 def plain_drift(data: dict[str, Any]) -> PlainDrift | None:
     g = data.get
-    drift_id, coefficient = g("dataDriftId"), g("driftCoefficient")
+    drift_id: Any = g("dataDriftId")
+    coefficient = g("driftCoefficient")
     fields = (g("dataDriftName"), g("runId"), g("baseDatasetId"), g("targetDatasetId"))
     if coefficient.__class__ is int:
         coefficient = float(coefficient)  # as the model's BeforeValidator does
@@ -140,7 +143,7 @@ def plain_drift(data: dict[str, Any]) -> PlainDrift | None:
     return PlainDrift(drift_id, *fields, coefficient, start, end)
 
 
-PLAIN_DATA: dict[str, Callable[[dict[str, Any]], NamedTuple | None]] = {
+PLAIN_DATA: dict[str, Callable[[dict[str, Any]], Any]] = {
     RUN_COMPLETED: plain_run,
     RUN_STATUS_CHANGED: plain_run,
     MODEL_REGISTERED: plain_model_registered,

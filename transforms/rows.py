@@ -172,10 +172,10 @@ def fact_rows(head: tuple, event_type: str, subject: str | None, event_time_us: 
         models: Iterable[tuple[str | None, str | None]] = parse_model_ids(data.model_ids) or [
             (None, None)  # a deployment without model ids still shows as one row
         ]
-        tags, props = _json(data.service_tags), _json(data.service_properties)
+        tags_text, props_text = _json(data.service_tags), _json(data.service_properties)
         return [("model_deployments", head + (
             subject, event_time_us, data.service_name, data.service_compute_type,
-            ordinal, name, version, data.model_ids, tags, props) + tail)
+            ordinal, name, version, data.model_ids, tags_text, props_text) + tail)
             for ordinal, (name, version) in enumerate(models)]
     if isinstance(data, (DriftData, PlainDrift)):
         return [("drift_detections", head + (

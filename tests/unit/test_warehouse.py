@@ -89,3 +89,21 @@ def test_fact_rows_follow_their_own_raw_row_when_ids_collide_across_types(tmp_pa
     stats = sink.flush()
     assert stats.rows["raw_events"] == 1 and stats.rows["run_events"] == 1
     assert stats.rows["model_registrations"] == 0
+
+
+def test_membership_in_stored_keys_matches_numpy_isin():
+    import numpy as np
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from consumer.warehouse import _in_sorted
+
+    ints = st.integers(-(2**63), 2**63 - 1) | st.integers(-3, 3)
+
+    @given(stored=st.lists(ints, min_size=1, max_size=20), values=st.lists(ints, max_size=20))
+    def check(stored, values):
+        keys = np.unique(np.array(stored, dtype=np.int64))
+        v = np.array(values, dtype=np.int64)
+        assert (_in_sorted(v, keys) == np.isin(v, keys)).all()
+
+    check()
