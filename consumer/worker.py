@@ -4,8 +4,9 @@ azure-eventhub's EventHubConsumerClient.receive_batch with the SDK's
 BlobCheckpointStore shares partitions between worker processes. Per partition:
 decode -> reorder buffer -> shared Parquet sink; a flush makes rows durable,
 then each partition is checkpointed no further than its oldest buffered event
-(Quix's order: flush sinks, then commit offsets). Redelivery after a crash or an
-ownership change only re-reads events whose duplicates the views ignore.
+(Quix's order: flush sinks, then commit offsets; consumer/flush_cycle.py).
+Redelivery after a crash or an ownership change only re-reads events whose
+duplicates the views ignore.
 
 Threads: the SDK receives on the event loop, so CPU work there stalls every
 partition's receive. Decoding (a partition's batch -> Arrow rows) runs in one
@@ -22,16 +23,17 @@ import gc
 import logging
 import shutil
 import signal
-import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from consumer.batch import ArrowBatch, to_arrow
-from consumer.checkpoints import CHECKPOINT_TIMEOUT_S, TRANSIENT_STORAGE_ERRORS, RetryState, checkpoint_store
+from consumer.checkpoints import RetryState, checkpoint_store
+from consumer.clock import mono_us, wall_us
 from consumer.config import Settings
 from consumer.eventhub import consumer_client, enqueued_us, event_body, eventhub_name, starting_position
+from consumer.flush_cycle import FlushCycle
 from consumer.memory import release_free_memory
 from consumer.partition import Message, PartitionPipeline
 from consumer.provisional import ProvisionalFiles
@@ -45,16 +47,8 @@ log = logging.getLogger("amlwh.worker")
 _MAX_BATCHES_IN_FLIGHT = 8
 
 
-def _wall_us() -> int:
-    return time.time_ns() // 1000
-
-
-def _mono_us() -> int:
-    return time.monotonic_ns() // 1000
-
-
 @dataclass
-class Worker:
+class Worker(FlushCycle):
     settings: Settings
     sink: ParquetWarehouse
     rules: DecodeRules
@@ -94,7 +88,7 @@ class Worker:
             int(o.max_future_skew_s * 1e6), spill=spill)
         self.contexts[pid] = context
         self.retries[pid] = RetryState()
-        self.last_activity_us = _mono_us()
+        self.last_activity_us = mono_us()
         self._share_buffer_budget()
         log.info("partition %s claimed", pid)
 
@@ -142,7 +136,7 @@ class Worker:
 
     async def _process(self, pipeline: PartitionPipeline, events) -> None:
         if events:
-            self.last_activity_us = _mono_us()
+            self.last_activity_us = mono_us()
         messages = [
             Message(event_body(e), e.offset, e.sequence_number, enqueued_us(e))
             for e in events
@@ -156,7 +150,7 @@ class Worker:
         # rows reach the sink in the done-callback, on the loop.
         pipeline.in_flight += 1
         decoded = asyncio.get_running_loop().run_in_executor(
-            self._decoder, self._decode, pipeline, messages, _mono_us(), _wall_us())
+            self._decoder, self._decode, pipeline, messages, mono_us(), wall_us())
         decoded.add_done_callback(lambda fut: self._landed(pipeline, fut))
 
     @staticmethod
@@ -195,90 +189,6 @@ class Worker:
         self.fatal = self.fatal or exc
         self._stop.set()
 
-    # -- flush and checkpoint -------------------------------------------------
-    @property
-    def _burst_rows(self) -> int:
-        """Flush step when many partitions release at once (idle, shutdown): a quarter of
-        max_rows, because those rows were compact bodies a moment ago (consumer/partition.py)."""
-        return max(1, self.settings.writer.max_rows // 4)
-
-    def _due(self) -> bool:
-        w = self.settings.writer
-        pending = self.sink.pending_rows
-        if pending >= w.max_rows:
-            return True
-        now = _mono_us()
-        if pending and now - self.last_activity_us >= w.idle_flush_s * 1e6:
-            return True  # caught up or paused: no reason to hold finished rows back
-        waiting = pending or any(
-            p.unconfirmed or p.ready is not None for p in self.pipelines.values())  # ready: a failed checkpoint
-        return bool(waiting) and now - self.last_flush_us >= w.max_seconds * 1e6
-
-    async def _maybe_flush(self) -> None:
-        if self._due() and not self._lock.locked():
-            await self.flush_and_checkpoint()
-
-    async def flush_and_checkpoint(self, *, final: bool = False) -> None:
-        async with self._lock:
-            # Taken together on the loop: the batch and, per partition not mid-decode, the
-            # last message whose events have all left the buffer (hence are in the batch).
-            pending = self.sink.take_pending()
-            settled = [(pid, p) for pid, p in self.pipelines.items() if not p.in_flight]
-            frontiers = [(pid, p, p.take_frontier()) for pid, p in settled]
-            shown = None  # for the provisional files: new version, its events, versions settled
-            if self.provisional is not None:
-                self._shown_version += 1
-                fresh = [p.take_fresh(self._shown_version) for p in self.pipelines.values()]
-                done, self._orphan_done = self._orphan_done, Counter()
-                for _, p in settled:  # a busy one's releases may not be in this batch yet
-                    done.update(p.take_done())
-                shown = (self._shown_version, fresh, done)
-            try:
-                await asyncio.get_running_loop().run_in_executor(self._committer, self._commit, pending, shown)
-            except WarehouseWriteError as exc:
-                self._fail(exc, "flush failed")
-                return
-            self.last_flush_us = _mono_us()
-            for pid, pipeline, frontier in frontiers:
-                if self.pipelines.get(pid) is not pipeline:
-                    continue  # closed while the batch was written: the new owner re-reads
-                mark = pipeline.confirm(frontier)
-                if not await self._checkpoint(pid, mark, final=final):
-                    break  # the store is failing: the others wait for the next round
-
-    def _commit(self, pending, shown) -> None:
-        """In the writer thread: the batch first, then the provisional files, so an
-        event is never missing from both."""
-        self.sink.commit(pending)
-        release_free_memory()  # consumer/memory.py: decode garbage the arenas would keep
-        if shown is None:
-            return
-        version, fresh, done = shown
-        try:
-            self.provisional.publish(version, fresh, time.time())
-            self.provisional.settle(done, time.time())  # their events are in the batch just committed
-        except OSError as exc:
-            raise WarehouseWriteError(self.sink.explain(exc)) from exc
-
-    async def _checkpoint(self, pid: str, mark, *, final: bool = False) -> bool:
-        pipeline, context, retry = self.pipelines.get(pid), self.contexts.get(pid), self.retries.get(pid)
-        if mark is None or pipeline is None or context is None or mark == pipeline.checkpointed:
-            return True
-        now = _mono_us()
-        if now < retry.next_attempt_us and not final:  # backing off after a storage error
-            return True
-        try:
-            await asyncio.wait_for(context.update_checkpoint(mark), CHECKPOINT_TIMEOUT_S)
-        except TRANSIENT_STORAGE_ERRORS as exc:  # keep the mark, retry later
-            delay = retry.failed(_mono_us())  # from the failure: an attempt can take seconds
-            log.warning("checkpoint of partition %s at offset %s sequence %s failed (%s: %s); "
-                        "retrying in %.1fs", pid, mark.offset, mark.sequence_number,
-                        type(exc).__name__, str(exc) or f"no answer in {CHECKPOINT_TIMEOUT_S:g}s", delay)
-            return False
-        retry.failures = 0
-        pipeline.checkpoint_done(mark)
-        return True
-
     async def _ticker(self) -> None:
         try:
             await self._tick_forever()
@@ -289,7 +199,7 @@ class Worker:
         w = self.settings.writer
         interval_us = int(min(1.0, w.max_seconds) * 1e6)
         wake_s = min(interval_us / 1e6, w.idle_flush_s / 2)
-        last_tick = _mono_us()
+        last_tick = mono_us()
         while not self._stop.is_set():
             try:  # woken early when a batch made a flush due
                 await asyncio.wait_for(self._flush_wanted.wait(), wake_s)
@@ -298,7 +208,7 @@ class Worker:
             self._flush_wanted.clear()
             if self.stopping or self.fatal:
                 continue
-            now = _mono_us()
+            now = mono_us()
             if now - last_tick >= interval_us:
                 last_tick = now
                 release_free_memory()  # between flushes too: releases re-decode their bodies
@@ -351,7 +261,7 @@ class Worker:
             eh, checkpoint_store=store, load_balancing_strategy=eh.load_balancing_strategy,
             load_balancing_interval=eh.load_balancing_interval_s,
             partition_ownership_expiration_interval=eh.ownership_expiration_s)
-        self.last_flush_us = self.last_activity_us = _mono_us()
+        self.last_flush_us = self.last_activity_us = mono_us()
         if self.settings.writer.provisional:
             self.provisional = ProvisionalFiles(self.sink.root, self.settings.warehouse.compression)
         if self.settings.ordering.spill:
