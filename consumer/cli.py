@@ -194,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     # (they inherit the environment). pa.set_memory_pool changes only pyarrow's own default:
     # the Parquet writer and compute kernels allocate from Arrow's C++ default pool, mimalloc
     # unless this variable says otherwise before pyarrow is first imported (just below).
-    # Measured: backfill of the 1M-event bench file, same CPU, largest process 355 -> 295 MB;
-    # live worker (bench_worker, same session), throughput ratio 0.82 -> 0.87 with 91 -> 82
-    # us/event, RSS under load 292 -> 271 MB, lifetime peak 344 -> 308 MB.
+    # Measured on the live worker (bench_worker, same-session A/B): throughput ratio
+    # 0.82 -> 0.87 with 91 -> 82 us/event, RSS under load 292 -> 271 MB, lifetime peak
+    # 344 -> 308 MB. The decode processes had it already: memory they free is reused by
+    # the next chunk (consumer.backfill._decode_worker_setup).
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
