@@ -85,12 +85,20 @@ def sweep_stale_temporaries(folder: Path, now: float) -> None:
 
 class Publication:
     """The files of one commit, published in groups (0 first) by `publish()`. Folders not in
-    `swept` yet are cleared of stale temporary files first (once per folder and writer)."""
+    `swept` yet are cleared of stale temporary files first (once per folder and writer).
+    As a context manager, an error inside discards every file not renamed yet."""
 
     def __init__(self, swept: set[Path] | None = None) -> None:
         self._files: list[tuple[int, Path, Path]] = []  # (group, temporary, final)
         self._new_dirs: set[Path] = set()  # directories that got an entry from a mkdir
         self._swept = swept
+
+    def __enter__(self) -> Publication:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None:
+            self.discard()
 
     @contextmanager
     def create(self, folder: Path, name: str, group: int) -> Iterator[BinaryIO]:

@@ -106,8 +106,7 @@ def _write(warehouse: ParquetWarehouse, held: dict[int, ArrowBatch],
     """Write this process's share of `names` for the chunks in `masks` (input order): all of
     it durable and in place on return, as one publication (consumer/durable.py)."""
     stats = FlushStats()
-    files = warehouse.publication()
-    try:
+    with warehouse.publication() as files:
         for name in names:
             tables, keeps = [], []
             for number, chunk_masks in masks.items():
@@ -126,9 +125,6 @@ def _write(warehouse: ParquetWarehouse, held: dict[int, ArrowBatch],
             stats.rows[name] = warehouse.stage_files(name, tables, keep, stamp, files)
             stats.duplicates[name] = int(len(keep) - keep.sum())
         stats.files.extend(files.publish())
-    except BaseException:
-        files.discard()
-        raise
     return stats
 
 

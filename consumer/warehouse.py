@@ -161,26 +161,24 @@ class ParquetWarehouse:
             return stats
         masks, new_keys = self._deduplicate(batch, stats)
         stamp = self.file_stamp()
-        files = self.publication()
         try:
-            for name in _COMMIT_ORDER:
-                stats.rows[name] = 0
-                if name in pending:
-                    # raw_events last: consumer/durable.py says why the groups keep this order
-                    group = 1 if name == "raw_events" else 0
-                    stats.rows[name] = self.stage_files(name, pending[name], masks[name], stamp, files, group)
-            stats.files.extend(files.publish())
+            with self.publication() as files:
+                for name in _COMMIT_ORDER:
+                    stats.rows[name] = 0
+                    if name in pending:
+                        # raw_events last: consumer/durable.py says why the groups keep this order
+                        group = 1 if name == "raw_events" else 0
+                        stats.rows[name] = self.stage_files(name, pending[name], masks[name], stamp,
+                                                            files, group)
+                stats.files.extend(files.publish())
         except OSError as exc:
-            files.discard()
             raise WarehouseWriteError(self.explain(exc)) from exc
-        except BaseException:
-            files.discard()
-            raise
         self.remember(new_keys)
         return stats
 
     def publication(self) -> Publication:
-        """An empty set of files to stage and publish together (consumer/durable.py)."""
+        """An empty set of files to stage and publish together (consumer/durable.py); use
+        it as a context manager so an error discards what it staged."""
         return Publication(self._swept)
 
     def file_stamp(self) -> str:
