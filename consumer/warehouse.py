@@ -308,7 +308,12 @@ class ParquetWarehouse:
 
 def key_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(dedupe keys, event days) of a self-keyed table's rows: what fresh_mask decides on."""
-    return table["dedupe_key"].to_numpy(), table[PARTITION_COLUMN].cast(pa.int32()).to_numpy()
+    return table["dedupe_key"].to_numpy(), _event_days(table)
+
+
+def _event_days(table: pa.Table) -> np.ndarray:
+    """Each row's event_date as days since the epoch (int32, as to_arrow built it)."""
+    return table[PARTITION_COLUMN].cast(pa.int32()).to_numpy()
 
 
 def _in_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -330,7 +335,7 @@ def _kept_by_day(tables: list[pa.Table], keep: np.ndarray) -> dict[int, list[pa.
         offset += n
         if n == 0:
             continue
-        days = table[PARTITION_COLUMN].cast(pa.int32()).to_numpy()
+        days = _event_days(table)
         starts = np.flatnonzero(np.r_[True, (days[1:] != days[:-1]) | (mask[1:] != mask[:-1])])
         ends = np.r_[starts[1:], n]
         kept = mask[starts]  # a run is all kept or all dropped
