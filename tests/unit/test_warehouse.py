@@ -107,3 +107,38 @@ def test_membership_in_stored_keys_matches_numpy_isin():
         assert (_in_sorted(v, keys) == np.isin(v, keys)).all()
 
     check()
+
+
+def test_kept_rows_by_day_are_the_masked_rows_of_each_day_in_input_order():
+    import numpy as np
+    import pyarrow as pa
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from consumer.sqlfiles import PARTITION_COLUMN
+    from consumer.warehouse import _kept_by_day
+
+    # tables as the writer holds them: each sorted by event date; rows numbered in input order
+    table_days = st.lists(st.integers(0, 3), max_size=12).map(sorted)
+
+    @given(tables_days=st.lists(table_days, max_size=5), data=st.data())
+    def check(tables_days, data):
+        tables, number = [], 0
+        for days in tables_days:
+            tables.append(pa.table({
+                "row": pa.array(range(number, number + len(days)), pa.int64()),
+                PARTITION_COLUMN: pa.array(days, pa.int32()).cast(pa.date32()),
+            }))
+            number += len(days)
+        keep = np.array(data.draw(st.lists(st.booleans(), min_size=number, max_size=number)),
+                        dtype=bool)
+        all_days = [d for days in tables_days for d in days]
+        expected: dict[int, list[int]] = {}
+        for row, (day, kept) in enumerate(zip(all_days, keep)):
+            if kept:
+                expected.setdefault(day, []).append(row)
+        got = {day: pa.concat_tables(parts)["row"].to_pylist()
+               for day, parts in _kept_by_day(tables, keep).items()}
+        assert got == expected
+
+    check()
