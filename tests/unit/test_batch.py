@@ -46,3 +46,31 @@ def test_slices_of_one_column_stay_correct():
     values = tuple(f"payload-{i}".encode() for i in range(10))
     built = _column(values, pa.string())
     assert built.slice(3, 4).to_pylist() == [v.decode() for v in values[3:7]]
+
+
+column_values = st.lists(st.sampled_from(["ws-a", "ws-b", "", "é", None]) | st.text(max_size=5),
+                         min_size=1, max_size=12).map(tuple)
+
+
+@given(column_values, st.sampled_from([pa.string(), pa.int64(), pa.timestamp("us", tz="UTC")]))
+def test_text_and_null_columns_convert_as_pa_array_does(values, type_):
+    try:
+        expected = pa.array(values, type=type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+        with pytest.raises(type(exc)):
+            _column(values, type_)
+    else:
+        built = _column(values, type_)
+        built.validate(full=True)
+        assert built.type == expected.type and built.equals(expected)
+
+
+@pytest.mark.parametrize("values, type_", [
+    (("ws",) * 5, pa.string()),
+    ((None,) * 5, pa.string()),
+    ((None,) * 5, pa.timestamp("us", tz="UTC")),
+])
+def test_one_value_throughout_is_repeated_not_converted(values, type_, monkeypatch):
+    expected = pa.array(values, type=type_)
+    monkeypatch.setattr(pa, "array", None)  # the per-value conversion is not called at all
+    assert _column(values, type_).equals(expected)
