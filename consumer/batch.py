@@ -36,7 +36,7 @@ def _column(values: tuple, type_: pa.DataType) -> pa.Array:
     if first is None or (first.__class__ is str and type_ == _STRING):
         if values[-1] == first and values.count(first) == len(values):
             return _constant(first, len(values), type_)
-    elif first.__class__ is bytes and type_ == _STRING:
+    elif (first.__class__ is bytes or first.__class__ is memoryview) and type_ == _STRING:
         array = _utf8_column(values)
         if array is not None:
             return array

@@ -57,7 +57,8 @@ async def publish_files(paths: list[Path], settings: EventHubSettings, *, key_by
     async with producer:
         for path in expand_paths(paths):
             for block in read_blocks(path):
-                for body in block.bodies():
+                for view in block.bodies():
+                    body = bytes(view)
                     if not body.strip():
                         continue
                     key = subject_of(body) if key_by_subject else None

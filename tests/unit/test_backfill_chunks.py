@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 import pytest
 
 from consumer import backfill
@@ -107,3 +109,33 @@ def test_stored_rows_name_their_line_of_the_file(tmp_path, monkeypatch, workers)
             stored[row["event_id"]] = row["source_line"]
     assert stored == {k: v for k, v in expected.items() if k in stored} and len(stored) > 100
     assert sorted(r["source_line"] for r in table("dead_letters")) == bad_lines
+
+
+def _split_lines(data: bytes) -> list[bytes]:
+    """Lines as a reader of the file means them: split at "\\n", one "\\r" before it dropped,
+    no empty line after a final newline."""
+    lines = data.split(b"\n")
+    if not lines[-1]:
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+@given(st.binary(max_size=60) | st.lists(st.sampled_from([b"\n", b"\r", b"\r\n", b"x", b"{}", b" "]),
+                                         max_size=30).map(b"".join))
+def test_line_views_are_the_lines_of_the_data(data):
+    assert [bytes(v) for v in backfill._line_views(data)] == _split_lines(data)
+
+
+def test_lines_decode_alike_as_views_and_as_bytes():
+    from bench.synth import disorder, generate
+    from transforms.fastpath import decode_lines
+
+    data = b"\n".join(disorder(generate(40, seed=3).bodies)) + b"\n{bad\n\n  \r\n[]\n"
+    views = backfill._line_views(data)
+    as_bytes = [bytes(v) for v in views]
+    by_view, view_counts = decode_lines(views, "f", 1, DecodeRules(), 0)
+    by_bytes, byte_counts = decode_lines(as_bytes, "f", 1, DecodeRules(), 0)
+    assert view_counts == byte_counts and view_counts.blank_lines == 2
+    assert by_view.rows == by_bytes.rows and by_view.owners == by_bytes.owners
+    from consumer.batch import to_arrow
+    assert all(to_arrow(by_view).tables[n].equals(t) for n, t in to_arrow(by_bytes).tables.items())
