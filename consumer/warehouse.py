@@ -284,7 +284,9 @@ class ParquetWarehouse:
         """One file per event date of the kept rows, staged in `files`; returns the rows."""
         drop = [PARTITION_COLUMN] + ([OWNER_COLUMN] if name in EVENT_TABLES else [])
         rows = 0
-        for day, parts in sorted(_kept_by_day(tables, keep).items()):
+        for day, lazy_parts in sorted(_kept_by_day(tables, keep).items()):
+            parts = [part if mask is None else part.filter(pa.array(mask))
+                     for part, mask in lazy_parts]
             data = pa.concat_tables(parts).drop_columns(drop)  # the partition lives in the path
             if len(parts) > 1 and data.num_rows < _COMBINE_BELOW_ROWS_PER_PART * len(parts):
                 data = data.combine_chunks()
@@ -293,6 +295,7 @@ class ParquetWarehouse:
             with files.create(self._partition_dir(name, day), file, group) as fh:
                 pq.write_table(data, fh, compression=self.compression, row_group_size=self.row_group_size,
                                **_encoding(data.column_names))
+            del data, parts  # this date's copies go before the next date's are made
         return rows
 
     def explain(self, exc: OSError) -> str:
@@ -328,34 +331,34 @@ def _in_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return sorted_keys[at] == values
 
 
-def _kept_by_day(tables: list[pa.Table], keep: np.ndarray) -> dict[int, list[pa.Table]]:
-    """Kept rows per event date, in input order. A table that loses rows is filtered (one
-    copy); each table is sorted by date, so its dates are then zero-copy slices, and most
-    tables hold one date.
+def _kept_by_day(tables: list[pa.Table], keep: np.ndarray) -> dict[int, list[tuple]]:
+    """Kept rows per event date, in input order, as lazy parts: each a zero-copy slice of one
+    date of one table, with the keep-mask of its rows (None: all kept). Each pending table
+    is sorted by date, so most tables are one part.
 
-    Why a filter and not slices around the dropped rows: dedupe drops ~2% of rows, spread
-    out, so a 2,700-row chunk became ~50 slices, and every slice costs per column in
-    slicing, concatenation and combining. Measured on 40 chunks of the 1M bench file with
-    2% dropped, this step plus pq.write_table per row, raw_events / run_events: slices
-    combined 1.78 / 1.50 us, filtered chunks 1.61 / 1.16 us."""
-    by_day: dict[int, list[pa.Table]] = {}
+    stage_files filters a part that loses rows when it writes that date: one copy, alive
+    only while the date is written. Slicing around each dropped row instead cost per
+    column for every slice: dedupe drops ~2% of rows, spread out, so a 2,700-row chunk
+    became ~50 slices. Measured on 40 chunks of the 1M bench file with 2% dropped, this
+    step plus pq.write_table per row, raw_events / run_events: slices combined
+    1.78 / 1.50 us, filtered parts 1.61 / 1.16 us."""
+    by_day: dict[int, list[tuple[pa.Table, np.ndarray | None]]] = {}
     offset = 0
     for table in tables:
         n = table.num_rows
         mask = keep[offset:offset + n]
         offset += n
-        if n == 0:
+        if not mask.any():
             continue
-        if not mask.all():
-            if not mask.any():
-                continue
-            table = table.filter(pa.array(mask))
         days = _event_days(table)
-        if days[0] == days[-1]:  # sorted, so one date
-            by_day.setdefault(int(days[0]), []).append(table)
-            continue
         starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-        ends = np.r_[starts[1:], len(days)]
+        ends = np.r_[starts[1:], n]
         for start, end in zip(starts.tolist(), ends.tolist()):
-            by_day.setdefault(int(days[start]), []).append(table.slice(start, end - start))
+            part_mask = mask[start:end]
+            if part_mask.all():
+                part_mask = None
+            elif not part_mask.any():
+                continue
+            part = table if end - start == n else table.slice(start, end - start)
+            by_day.setdefault(int(days[start]), []).append((part, part_mask))
     return by_day
