@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from consumer.batch import ArrowBatch, to_arrow
+from consumer.errors import BackfillInputError
 from consumer.shards import ShardPool
 from consumer.warehouse import FlushStats, ParquetWarehouse
 from transforms.decode import DecodeRules
@@ -36,10 +37,6 @@ CHUNK_BYTES = 4 << 20  # ~2,700 bodies of 1.5 KB per decode task
 # process ~70 MB smaller at its peak.
 READ_AHEAD = 2
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting worker processes costs more than it saves
-
-
-class BackfillInputError(ValueError):
-    """A path that cannot be backfilled (missing, unreadable, unknown kind)."""
 
 
 @dataclass

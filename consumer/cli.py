@@ -208,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     # The Azure SDKs log every link and retry at INFO; keep their warnings only.
     for noisy in ("azure", "uamqp"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    from consumer.backfill import BackfillInputError
-    from consumer.query import QueryRefused
-    from consumer.warehouse import WarehouseWriteError
+    from consumer.errors import BackfillInputError, QueryRefused, WarehouseWriteError
 
     try:
         config_path = args.config if args.config is not None else DEFAULT_CONFIG

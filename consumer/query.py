@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from consumer.errors import QueryRefused
 from consumer.provisional import PROVISIONAL_DIR, provisional_glob
 from consumer.sqlfiles import PARTITION_COLUMN, table_ddl, view_sql
 
@@ -25,10 +26,6 @@ _READ_ONLY = {
     duckdb.StatementType.SELECT,
     duckdb.StatementType.EXPLAIN,
 }
-
-
-class QueryRefused(ValueError):
-    """The statement would write, or is not a single read-only statement."""
 
 
 def _sql_string(text: str) -> str:

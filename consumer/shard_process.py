@@ -68,7 +68,11 @@ def process_main(conn, root: str, compression: str, row_group_size: int) -> None
             return
         kind = message[0]
         if kind == "stop":
-            return
+            # Everything this process wrote is committed and acknowledged, and it holds
+            # nothing else: exit without tearing down the interpreter (freeing every held
+            # object and module took ~50-80 ms that the parent waited for at the end).
+            conn.close()
+            os._exit(0)
         try:
             if kind == "decode":
                 _, number, chunk = message

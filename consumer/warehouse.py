@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from consumer.batch import OWNER_COLUMN, ArrowBatch, to_arrow
 from consumer.durable import Publication
+from consumer.errors import WarehouseWriteError
 from consumer.sqlfiles import PARTITION_COLUMN
 from transforms.rows import EVENT_TABLES, TABLE_COLUMNS, TableRows
 from transforms.timeparse import date_of_day
@@ -83,10 +84,6 @@ class PendingBatch:
 
     tables: dict[str, list[pa.Table]]
     owner_offsets: dict[str, list[int]]
-
-
-class WarehouseWriteError(RuntimeError):
-    """The warehouse path cannot take the flush; nothing of it was acknowledged."""
 
 
 @dataclass
