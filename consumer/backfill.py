@@ -340,7 +340,7 @@ def backfill_files(
                 summary.add(part.counts, part.bytes_read)
                 pending_rows += part.rows
                 if pending_rows >= batch_rows:
-                    summary.absorb(pool.commit())
+                    summary.absorb(pool.commit(wait=False))  # answers come in as it goes on
                     pending_rows = 0
                 report()
             summary.absorb(pool.commit())

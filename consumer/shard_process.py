@@ -1,9 +1,10 @@
 """The decode-and-write process of a parallel backfill (the parent: consumer/shards.py).
 
 It decodes the chunks it is sent and keeps the Arrow tables; it answers each with the
-chunk's counts and dedupe keys only. Commits arrive as two phases (fact tables, then
-raw_events) with the parent's keep-masks, between decode requests, and are handled in
-the order they arrive. (A writer thread beside decoding was measured: 10% more CPU
+chunk's counts and dedupe keys only. A commit arrives with the parent's keep-masks for
+some of its chunks, between decode requests, and is handled in the order it arrives:
+the kept rows of those chunks are published as one commit (facts before raw_events,
+consumer/durable.py) and the chunks are let go. (A writer thread beside decoding was measured: 10% more CPU
 from GIL hand-offs and 50% more peak memory, no shorter run.)
 """
 
@@ -15,12 +16,12 @@ import signal
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from consumer.batch import OWNER_COLUMN, ArrowBatch
-from consumer.warehouse import FACT_PHASE, SELF_KEYED, FlushStats, ParquetWarehouse, key_columns
+from consumer.warehouse import COMMIT_ORDER, SELF_KEYED, FlushStats, ParquetWarehouse, key_columns
 from transforms.fastpath import LineCounts
 from transforms.rows import EVENT_TABLES
 
@@ -60,7 +61,6 @@ def process_main(conn, root: str, compression: str, row_group_size: int) -> None
     _decode_worker_setup()
     warehouse = ParquetWarehouse(Path(root), compression=compression, row_group_size=row_group_size)
     held: dict[int, ArrowBatch] = {}  # decoded chunks not committed yet, by number
-    masks: dict[int, dict[str, np.ndarray]] = {}  # the commit in progress: keep-masks by chunk
     while True:
         try:
             message = conn.recv()
@@ -79,11 +79,9 @@ def process_main(conn, root: str, compression: str, row_group_size: int) -> None
                 decoded = decode_chunk(chunk)
                 held[number] = decoded.batch
                 reply = ("decoded", chunk_keys(number, decoded))
-            elif kind == "facts":
+            else:  # "commit"
                 _, stamp, masks = message
-                reply = ("written", _write(warehouse, held, masks, FACT_PHASE, stamp))
-            else:  # "raw": the commit's last phase; its chunks are done with
-                reply = ("written", _write(warehouse, held, masks, ("raw_events",), message[1]))
+                reply = ("written", _write(warehouse, held, masks, stamp))
                 for number in masks:
                     del held[number]
         except BackfillInputError as exc:
@@ -106,12 +104,12 @@ def _die_with_parent() -> None:
 
 
 def _write(warehouse: ParquetWarehouse, held: dict[int, ArrowBatch],
-           masks: dict[int, dict[str, np.ndarray]], names: Iterable[str], stamp: str) -> FlushStats:
-    """Write this process's share of `names` for the chunks in `masks` (input order): all of
-    it durable and in place on return, as one publication (consumer/durable.py)."""
+           masks: dict[int, dict[str, np.ndarray]], stamp: str) -> FlushStats:
+    """Write the kept rows of the chunks in `masks` (input order): all of it durable and in
+    place on return, as one publication with raw_events renamed in last."""
     stats = FlushStats()
     with warehouse.publication() as files:
-        for name in names:
+        for name in COMMIT_ORDER:
             tables, keeps = [], []
             for number, chunk_masks in masks.items():
                 table = held[number].tables.get(name)
