@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-import pyarrow.parquet as pq
 
 from consumer.provisional import ANCHOR, PROVISIONAL_DIR, PROVISIONAL_TABLES, ProvisionalFiles
 from consumer.query import connect
