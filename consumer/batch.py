@@ -7,6 +7,7 @@ backfill), so the writer only filters and writes columnar data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +16,7 @@ from consumer.sqlfiles import PARTITION_COLUMN, table_schemas
 from transforms.rows import EVENT_TABLES, TableRows
 
 OWNER_COLUMN = "_owner"  # fact row -> index of its raw_events row in the same batch
+_DAY = itemgetter(-1)  # a row's event_date (days since the epoch) is its last value
 
 
 @dataclass
@@ -87,7 +89,7 @@ def to_arrow(rows: TableRows) -> ArrowBatch:
         if not table_rows:
             continue
         schema = schemas[name]
-        days = np.fromiter((row[-1] for row in table_rows), dtype=np.int32, count=len(table_rows))
+        days = np.fromiter(map(_DAY, table_rows), dtype=np.int32, count=len(table_rows))
         order: np.ndarray | None = None
         if len(days) > 1 and (days[1:] < days[:-1]).any():
             # Sort the row references, not the converted table: a take() would copy every
