@@ -57,7 +57,9 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
                 f" UNION ALL BY NAME SELECT *, true AS provisional "
                 f"FROM read_parquet({_sql_string(str(buffered))}, union_by_name = true)"
             )
-        con.execute(f"CREATE VIEW store.{name} AS {committed}")
+        # binding the view opens every listed provisional file (union_by_name), so a file
+        # the worker deletes meanwhile fails it as it would fail a query
+        execute(con, f"CREATE VIEW store.{name} AS {committed}")
     for _, sql in view_sql():
         con.execute(sql)
     return con
@@ -81,7 +83,9 @@ def check_read_only(sql: str) -> None:
 
 def execute(con: duckdb.DuckDBPyConnection, sql: str, attempts: int = 3) -> duckdb.DuckDBPyConnection:
     """con.execute, retried when a provisional file vanished between listing and reading
-    (a live worker deletes superseded ones after a grace period; see consumer/provisional.py)."""
+    (a live worker deletes superseded ones after a grace period; see consumer/provisional.py).
+    Found by bench_worker's latency run, whose reader connects every 0.5 s: a connection's
+    CREATE VIEW failed on a version file deleted while the view was being bound."""
     for attempt in range(attempts):
         try:
             return con.execute(sql)
