@@ -1,6 +1,6 @@
 """Backfill throughput: `amlwh backfill files` vs DuckDB's own `read_json`, same file, same run.
 
-    .venv/bin/python bench/bench_backfill.py                 # 1,000,000 events, 3 repeats
+    .venv/bin/python bench/bench_backfill.py                 # 1,000,000 events, 5 repeats
     .venv/bin/python bench/bench_backfill.py --events 20000 --repeats 1   # smoke run, seconds
 
 What it does:
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=1_000_000, help="NDJSON lines (bodies) in the file")
-    p.add_argument("--repeats", type=int, default=3, help="measured runs of each tool")
+    p.add_argument("--repeats", type=int, default=5, help="measured runs of each tool")
     p.add_argument("--payload-bytes", type=int, default=1620,
                    help="bench.synth padding knob; 1620 gives a ~1.5 KB mean line")
     p.add_argument("--seed", type=int, default=7)
