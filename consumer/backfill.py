@@ -314,7 +314,14 @@ def backfill_files(
     summary.files = len(files)
     summary.workers = choose_workers(files, workers)
     current = files[0] if files else Path()
-    chunks = _chunks(files, rules, now_us)
+
+    def chunks_noting_their_file() -> Iterator[Chunk]:
+        nonlocal current  # progress names the file being read
+        for chunk in _chunks(files, rules, now_us):
+            current = Path(chunk.block.file)
+            yield chunk
+
+    chunks = chunks_noting_their_file()
 
     def report() -> None:
         nonlocal last_report

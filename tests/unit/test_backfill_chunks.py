@@ -139,3 +139,21 @@ def test_lines_decode_alike_as_views_and_as_bytes():
     assert by_view.rows == by_bytes.rows and by_view.owners == by_bytes.owners
     from consumer.batch import to_arrow
     assert all(to_arrow(by_view).tables[n].equals(t) for n, t in to_arrow(by_bytes).tables.items())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_names_the_file_being_read(tmp_path, monkeypatch, workers):
+    from bench.synth import generate
+    from consumer.warehouse import ParquetWarehouse
+
+    monkeypatch.setattr(backfill, "CHUNK_BYTES", 8 << 10)
+    first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    first.write_bytes(b"\n".join(generate(20, seed=1).bodies) + b"\n")
+    second.write_bytes(b"\n".join(generate(20, seed=2).bodies) + b"\n")
+    named = []
+    backfill.backfill_files([first, second], ParquetWarehouse(tmp_path / "wh"), DecodeRules(),
+                            batch_rows=500, now_us=lambda: 0, workers=workers,
+                            progress=lambda summary, path: named.append(path.name),
+                            progress_every_s=0)
+    assert named[0] == "a.ndjson" and named[-1] == "b.ndjson"
+    assert named == sorted(named)  # a's chunks, then b's
