@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from consumer.backfill import expand_paths, read_blocks
+from consumer.blocks import expand_paths, read_blocks
 from consumer.config import EventHubSettings
 from consumer.eventhub import producer_client
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from consumer.batch import OWNER_COLUMN, ArrowBatch
+from consumer.errors import BackfillInputError
 from consumer.warehouse import COMMIT_ORDER, SELF_KEYED, FlushStats, ParquetWarehouse, key_columns
 from transforms.fastpath import LineCounts
 from transforms.rows import EVENT_TABLES
@@ -54,7 +55,7 @@ def chunk_keys(chunk: int, decoded: DecodedChunk) -> ChunkKeys:
 
 
 def process_main(conn, root: str, compression: str, row_group_size: int) -> None:
-    from consumer.backfill import BackfillInputError, _decode_worker_setup, decode_chunk
+    from consumer.backfill import _decode_worker_setup, decode_chunk
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     _die_with_parent()

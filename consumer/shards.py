@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from consumer.errors import BackfillInputError
 from consumer.shard_process import ChunkKeys, process_main
 from consumer.warehouse import SELF_KEYED, FlushStats, ParquetWarehouse, WarehouseWriteError
 
@@ -110,7 +111,6 @@ class ShardPool:
             self._unanswered[worker] -= 1
             self._answered.add(payload)
         elif got == "input_error":
-            from consumer.backfill import BackfillInputError
             raise BackfillInputError(payload)
         elif got == "write_error":
             errno_, strerror, filename = payload

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from consumer.batch import OWNER_COLUMN, ArrowBatch, to_arrow
 from consumer.durable import Publication
 from consumer.errors import WarehouseWriteError
+from consumer.parquet_files import event_days, kept_by_day, write_parts
 from consumer.sqlfiles import PARTITION_COLUMN
 from transforms.rows import EVENT_TABLES, TABLE_COLUMNS, TableRows
 from transforms.timeparse import date_of_day
@@ -35,44 +36,6 @@ SELF_KEYED = ("raw_events", "dead_letters", "ignored_events")
 # Tables in the order a commit stages them; raw_events is renamed in last (stage_files).
 COMMIT_ORDER = EVENT_TABLES + ("dead_letters", "ignored_events", "raw_events")
 
-# Parquet encoding, by DDL column name (measured on the 100k-event backfill bench file,
-# same-run A/B: pq.write_table 4.65 -> 4.03 us/event, files 11% smaller, identical query
-# results; pyarrow's default is both on every column). Dictionary encoding where values
-# repeat within a file: the dimensions, and what a run's (or model's) events share. Not on
-# per-event values (ids, keys, times, payloads): there it only costs a hash table that
-# spills over and falls back to plain.
-_DICTIONARY_COLUMNS = frozenset({
-    "workspace", "workspace_name", "event_type", "schema_kind", "time_source", "data_version",
-    "quirks", "reason", "detail", "source_kind", "hub", "partition_id", "source_file",
-    "batch_index", "ingested_at", "subject", "run_id", "experiment_id", "experiment_name",
-    "run_type", "status", "status_raw", "status_rank", "parent_run_id", "published_pipeline_id",
-    "compute_target_type", "step_type", "run_tags", "run_properties", "model_name",
-    "model_version", "model_tags", "model_ids", "model_ordinal", "service_name", "compute_type",
-    "service_tags", "service_properties", "monitor_id", "monitor_name", "base_dataset_id",
-    "target_dataset_id",
-})
-# Min/max statistics where a filter can skip row groups: times, ordered coordinates and the
-# dimensions queries select by. Not on payloads, JSON or hashed/random ids, whose min/max
-# prune nothing and cost a compare per value (and footer bytes).
-_STATISTICS_COLUMNS = frozenset({
-    "event_time", "ingested_at", "enqueued_at", "window_start", "window_end", "sequence_number",
-    "source_line", "workspace", "event_type", "status", "reason", "source_kind", "partition_id",
-    "experiment_name", "model_name", "service_name",
-})
-
-
-# pq.write_table pays per chunk and column, and combining chunks first copies every column
-# (payloads included). Per row, 50k rows written as chunks of k rows vs combined first,
-# raw_events / run_events: k=20 2.04 vs 2.04 / 1.94 vs 1.55 us; k=100 1.38 vs 1.85 / 1.00
-# vs 1.23; k=2,700 (a backfill chunk) 1.14 vs 1.74 / 0.74 vs 1.13. So only parts this
-# small on average are combined (a live worker's small batches, a few late rows per chunk).
-_COMBINE_BELOW_ROWS_PER_PART = 64
-
-
-def _encoding(columns: list[str]) -> dict:
-    """pq.write_table options for a file with these columns."""
-    return {"use_dictionary": [c for c in columns if c in _DICTIONARY_COLUMNS],
-            "write_statistics": [c for c in columns if c in _STATISTICS_COLUMNS]}
 
 
 @dataclass
@@ -287,18 +250,10 @@ class ParquetWarehouse:
         group = 1 if name == "raw_events" else 0
         drop = [PARTITION_COLUMN] + ([OWNER_COLUMN] if name in EVENT_TABLES else [])
         rows = 0
-        for day, lazy_parts in sorted(_kept_by_day(tables, keep).items()):
-            parts = [part if mask is None else part.filter(pa.array(mask))
-                     for part, mask in lazy_parts]
-            data = pa.concat_tables(parts).drop_columns(drop)  # the partition lives in the path
-            if len(parts) > 1 and data.num_rows < _COMBINE_BELOW_ROWS_PER_PART * len(parts):
-                data = data.combine_chunks()
-            rows += data.num_rows
+        for day, parts in sorted(kept_by_day(tables, keep).items()):
             file = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
             with files.create(self._partition_dir(name, day), file, group) as fh:
-                pq.write_table(data, fh, compression=self.compression, row_group_size=self.row_group_size,
-                               **_encoding(data.column_names))
-            del data, parts  # this date's copies go before the next date's are made
+                rows += write_parts(parts, drop, fh, self.compression, self.row_group_size)
         return rows
 
     def explain(self, exc: OSError) -> str:
@@ -318,12 +273,7 @@ class ParquetWarehouse:
 
 def key_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(dedupe keys, event days) of a self-keyed table's rows: what fresh_mask decides on."""
-    return table["dedupe_key"].to_numpy(), _event_days(table)
-
-
-def _event_days(table: pa.Table) -> np.ndarray:
-    """Each row's event_date as days since the epoch (int32, as to_arrow built it)."""
-    return table[PARTITION_COLUMN].cast(pa.int32()).to_numpy()
+    return table["dedupe_key"].to_numpy(), event_days(table)
 
 
 def _in_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -332,36 +282,3 @@ def _in_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     at = np.searchsorted(sorted_keys, values)
     at[at == len(sorted_keys)] = 0
     return sorted_keys[at] == values
-
-
-def _kept_by_day(tables: list[pa.Table], keep: np.ndarray) -> dict[int, list[tuple]]:
-    """Kept rows per event date, in input order, as lazy parts: each a zero-copy slice of one
-    date of one table, with the keep-mask of its rows (None: all kept). Each pending table
-    is sorted by date, so most tables are one part.
-
-    stage_files filters a part that loses rows when it writes that date: one copy, alive
-    only while the date is written. Slicing around each dropped row instead cost per
-    column for every slice: dedupe drops ~2% of rows, spread out, so a 2,700-row chunk
-    became ~50 slices. Measured on 40 chunks of the 1M bench file with 2% dropped, this
-    step plus pq.write_table per row, raw_events / run_events: slices combined
-    1.78 / 1.50 us, filtered parts 1.61 / 1.16 us."""
-    by_day: dict[int, list[tuple[pa.Table, np.ndarray | None]]] = {}
-    offset = 0
-    for table in tables:
-        n = table.num_rows
-        mask = keep[offset:offset + n]
-        offset += n
-        if not mask.any():
-            continue
-        days = _event_days(table)
-        starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-        ends = np.r_[starts[1:], n]
-        for start, end in zip(starts.tolist(), ends.tolist()):
-            part_mask = mask[start:end]
-            if part_mask.all():
-                part_mask = None
-            elif not part_mask.any():
-                continue
-            part = table if end - start == n else table.slice(start, end - start)
-            by_day.setdefault(int(days[start]), []).append((part, part_mask))
-    return by_day

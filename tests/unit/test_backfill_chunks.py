@@ -9,14 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 import pytest
 
-from consumer import backfill
+from consumer import backfill, blocks
+from consumer.errors import BackfillInputError
 from transforms.decode import DecodeRules
 
 
 def lines_with_numbers(path, block_bytes, monkeypatch):
-    monkeypatch.setattr(backfill, "CHUNK_BYTES", block_bytes)
+    monkeypatch.setattr(blocks, "CHUNK_BYTES", block_bytes)
     out = []
-    for block in backfill.read_blocks(path):
+    for block in blocks.read_blocks(path):
         out += [(block.first_line + i, body) for i, body in enumerate(block.bodies())]
     return out
 
@@ -62,18 +63,18 @@ def test_parallel_and_single_process_backfills_store_the_same_rows(tmp_path):
 
 
 def test_a_file_cut_short_while_backfilled_is_an_input_error_naming_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(backfill, "CHUNK_BYTES", 16)
+    monkeypatch.setattr(blocks, "CHUNK_BYTES", 16)
     path = tmp_path / "in.ndjson"
     path.write_bytes(b'{"a":1}\n' * 10)
-    blocks = list(backfill.read_blocks(path))
-    assert [b.first_line for b in blocks] == [1, 3, 5, 7, 9]
+    cut = list(blocks.read_blocks(path))
+    assert [b.first_line for b in cut] == [1, 3, 5, 7, 9]
     path.write_bytes(b'{"a":1}\n' * 4)
-    assert blocks[1].bodies() == [b'{"a":1}', b'{"a":1}']
-    with pytest.raises(backfill.BackfillInputError, match=r"in\.ndjson: shorter .* lines from 5"):
-        blocks[2].bodies()
+    assert cut[1].bodies() == [b'{"a":1}', b'{"a":1}']
+    with pytest.raises(BackfillInputError, match=r"in\.ndjson: shorter .* lines from 5"):
+        cut[2].bodies()
     path.unlink()
-    with pytest.raises(backfill.BackfillInputError, match=r"in\.ndjson: cannot read lines from 1"):
-        blocks[0].bodies()
+    with pytest.raises(BackfillInputError, match=r"in\.ndjson: cannot read lines from 1"):
+        cut[0].bodies()
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -85,7 +86,7 @@ def test_stored_rows_name_their_line_of_the_file(tmp_path, monkeypatch, workers)
     from bench.synth import generate
     from consumer.warehouse import ParquetWarehouse
 
-    monkeypatch.setattr(backfill, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(blocks, "CHUNK_BYTES", 4096)
     bodies = generate(40, seed=3).bodies
     lines, expected = [], {}
     for i, body in enumerate(bodies):
@@ -123,7 +124,7 @@ def _split_lines(data: bytes) -> list[bytes]:
 @given(st.binary(max_size=60) | st.lists(st.sampled_from([b"\n", b"\r", b"\r\n", b"x", b"{}", b" "]),
                                          max_size=30).map(b"".join))
 def test_line_views_are_the_lines_of_the_data(data):
-    assert [bytes(v) for v in backfill._line_views(data)] == _split_lines(data)
+    assert [bytes(v) for v in blocks.line_views(data)] == _split_lines(data)
 
 
 def test_lines_decode_alike_as_views_and_as_bytes():
@@ -131,7 +132,7 @@ def test_lines_decode_alike_as_views_and_as_bytes():
     from transforms.fastpath import decode_lines
 
     data = b"\n".join(disorder(generate(40, seed=3).bodies)) + b"\n{bad\n\n  \r\n[]\n"
-    views = backfill._line_views(data)
+    views = blocks.line_views(data)
     as_bytes = [bytes(v) for v in views]
     by_view, view_counts = decode_lines(views, "f", 1, DecodeRules(), 0)
     by_bytes, byte_counts = decode_lines(as_bytes, "f", 1, DecodeRules(), 0)
@@ -146,7 +147,7 @@ def test_progress_names_the_file_being_read(tmp_path, monkeypatch, workers):
     from bench.synth import generate
     from consumer.warehouse import ParquetWarehouse
 
-    monkeypatch.setattr(backfill, "CHUNK_BYTES", 8 << 10)
+    monkeypatch.setattr(blocks, "CHUNK_BYTES", 8 << 10)
     first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
     first.write_bytes(b"\n".join(generate(20, seed=1).bodies) + b"\n")
     second.write_bytes(b"\n".join(generate(20, seed=2).bodies) + b"\n")

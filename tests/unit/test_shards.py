@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench.synth import generate
-from consumer import backfill
+from consumer import backfill, blocks
+from consumer.errors import BackfillInputError
 from consumer.shards import DecodeProcessError, ShardPool
 from consumer.warehouse import ParquetWarehouse, WarehouseWriteError
 from transforms.decode import DecodeRules
@@ -23,7 +24,7 @@ def stream(tmp_path) -> Path:
 
 
 def chunks(path: Path, monkeypatch) -> list[backfill.Chunk]:
-    monkeypatch.setattr(backfill, "CHUNK_BYTES", 8 << 10)
+    monkeypatch.setattr(blocks, "CHUNK_BYTES", 8 << 10)
     return list(backfill._chunks([path], DecodeRules(), lambda: 0))
 
 
@@ -80,7 +81,7 @@ def test_a_dead_decode_process_is_reported_by_number(tmp_path, stream, monkeypat
 def test_an_input_error_in_a_decode_process_names_the_file(tmp_path, stream, monkeypatch):
     pool_chunks = chunks(stream, monkeypatch)
     stream.write_bytes(b"")  # cut short after it was scanned
-    with pytest.raises(backfill.BackfillInputError, match=r"s\.ndjson: shorter"):
+    with pytest.raises(BackfillInputError, match=r"s\.ndjson: shorter"):
         with ShardPool(2, ParquetWarehouse(tmp_path / "wh"), read_ahead=2) as pool:
             for _ in pool.decode(iter(pool_chunks)):
                 pass

@@ -19,7 +19,7 @@ def test_ddl_and_row_builder_agree_on_every_table():
 
 
 def test_encoding_column_lists_name_ddl_columns():
-    from consumer.warehouse import _DICTIONARY_COLUMNS, _STATISTICS_COLUMNS
+    from consumer.parquet_files import _DICTIONARY_COLUMNS, _STATISTICS_COLUMNS
 
     columns = {name for schema in table_schemas().values() for name in schema.names}
     assert _DICTIONARY_COLUMNS <= columns and _STATISTICS_COLUMNS <= columns
@@ -116,7 +116,7 @@ def test_kept_rows_by_day_are_the_masked_rows_of_each_day_in_input_order():
     from hypothesis import strategies as st
 
     from consumer.sqlfiles import PARTITION_COLUMN
-    from consumer.warehouse import _kept_by_day
+    from consumer.parquet_files import kept_by_day
 
     # tables as the writer holds them: each sorted by event date; rows numbered in input order
     table_days = st.lists(st.integers(0, 3), max_size=12).map(sorted)
@@ -140,7 +140,7 @@ def test_kept_rows_by_day_are_the_masked_rows_of_each_day_in_input_order():
         got = {day: [row for part, mask in parts for row, kept in
                      zip(part["row"].to_pylist(), [True] * part.num_rows if mask is None else mask)
                      if kept]
-               for day, parts in _kept_by_day(tables, keep).items()}
+               for day, parts in kept_by_day(tables, keep).items()}
         assert got == expected
 
     check()
