@@ -153,7 +153,7 @@ class ShardPool:
         pending, self._pending = self._pending, []
         if pending:
             masks, new_keys = self._decide(pending)
-            self.warehouse.install_keys(self.warehouse.merged_keys(new_keys))
+            self.warehouse.remember(new_keys)
             stamp = self.warehouse.file_stamp()
             workers = len(self._conns)
             for w in range(workers):

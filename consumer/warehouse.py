@@ -158,28 +158,18 @@ class ParquetWarehouse:
         return datetime.fromtimestamp(self._now_us() / 1e6, timezone.utc).strftime("%Y%m%dT%H%M%S")
 
     def remember(self, new_keys: dict[tuple[str, int], np.ndarray]) -> None:
-        """Count keys as stored, once the files holding them are committed."""
-        self.install_keys(self.merged_keys(new_keys))
-
-    def merged_keys(self, new_keys: dict[tuple[str, int], np.ndarray]) -> dict[tuple[str, int], np.ndarray]:
-        """The stored keys of each (table, day) with fresh_mask's `new_keys` added, for
-        install_keys once the files holding them are committed. A step of its own so a
-        parallel commit can merge while its processes write (~10 ms a commit)."""
-        merged = {}
+        """Count fresh_mask's `new_keys` as stored from now on: this writer once the files
+        holding them are committed; a parallel backfill from its decision (consumer/shards.py)."""
         for (name, day), keys in new_keys.items():
             current = self._stored_keys.get((name, day))
             if current is None:
-                merged[(name, day)] = np.unique(keys)
+                self._stored_keys[(name, day)] = np.unique(keys)
             else:
                 # fresh_mask's new keys are unique and not stored: no unique() needed, and
                 # a stable sort of int64 is a radix sort, linear in the stored keys
                 both = np.concatenate((current, keys))
                 both.sort(kind="stable")
-                merged[(name, day)] = both
-        return merged
-
-    def install_keys(self, merged: dict[tuple[str, int], np.ndarray]) -> None:
-        self._stored_keys.update(merged)
+                self._stored_keys[(name, day)] = both
 
     # -- deduplication ------------------------------------------------------
     def _deduplicate(self, batch: PendingBatch, stats: FlushStats):
@@ -213,7 +203,7 @@ class ParquetWarehouse:
     def fresh_mask(self, name: str, keys: np.ndarray, days: np.ndarray, new_keys) -> np.ndarray:
         """Keep-mask over rows of `name` with these keys and event days, in write order:
         the first copy of each key, unless already stored. Adds the kept keys to
-        `new_keys`; `remember` them once they are committed."""
+        `new_keys`, for `remember`."""
         keep = np.zeros(len(keys), dtype=bool)
         keep[np.unique(keys, return_index=True)[1]] = True  # first copy within the batch
         for day in np.unique(days).tolist():
