@@ -1,9 +1,10 @@
 """Backfill from files: each NDJSON line (or a whole .json file) is one message body.
 
-The input is cut into newline-aligned chunks of ~4 MiB (consumer/blocks.py). Small inputs are decoded and
-written in this process. Large ones go to decode processes (consumer/shards.py) that
-decode the chunks into Arrow batches and write them; this process decides, in input
-order, which rows are new, so the stored rows are exactly those of a single process.
+The input is cut into newline-aligned chunks of ~4 MiB (consumer/blocks.py). Small
+inputs are decoded and written in this process. Large ones go to decode processes
+(consumer/shards.py) that decode the chunks into Arrow batches and write them; this
+process decides, in input order, which rows are new, so the stored rows are exactly
+those of a single process.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ It decodes the chunks it is sent and keeps the Arrow tables; it answers each wit
 chunk's counts and dedupe keys only. A commit arrives with the parent's keep-masks for
 some of its chunks, between decode requests, and is handled in the order it arrives:
 the kept rows of those chunks are published as one commit (facts before raw_events,
-consumer/durable.py) and the chunks are let go. (A writer thread beside decoding was measured: 10% more CPU
-from GIL hand-offs and 50% more peak memory, no shorter run.)
+consumer/durable.py) and the chunks are let go. (A writer thread beside decoding was
+measured: 10% more CPU from GIL hand-offs and 50% more peak memory, no shorter run.)
 """
 
 from __future__ import annotations

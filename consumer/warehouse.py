@@ -37,7 +37,6 @@ SELF_KEYED = ("raw_events", "dead_letters", "ignored_events")
 COMMIT_ORDER = EVENT_TABLES + ("dead_letters", "ignored_events", "raw_events")
 
 
-
 @dataclass
 class PendingBatch:
     """Tables written since the last flush, in write order. A fact table's `_owner`
