@@ -11,7 +11,6 @@ from datetime import date, datetime, timedelta, timezone
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_DATE = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
-_ONE_US = timedelta(microseconds=1)
 
 
 class InvalidTime(ValueError):
@@ -37,9 +36,12 @@ def parse_instant_us(text: object) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     try:
-        return (parsed - _EPOCH) // _ONE_US
+        since = parsed - _EPOCH
     except OverflowError:
         raise InvalidTime(f"date-time out of range: {text!r}") from None
+    # what `since // timedelta(microseconds=1)` gives, without that division's
+    # conversions (~50 ns of the ~300 this function costs per event)
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 

@@ -25,6 +25,30 @@ def test_encoding_column_lists_name_ddl_columns():
     assert _DICTIONARY_COLUMNS <= columns and _STATISTICS_COLUMNS <= columns
 
 
+@pytest.mark.parametrize("configured", ["zstd", "gzip", "none"])
+def test_files_use_the_configured_codec_and_zstd_spares_dictionary_dimensions(tmp_path, configured):
+    import duckdb
+
+    warehouse = ParquetWarehouse(tmp_path, compression=configured)
+    warehouse.write(rows_for([run_event("r1", "Running", "2025-01-01T00:00:00Z",
+                                        tags={"k": "v"}, props={"p": "q"})]))
+    warehouse.flush()
+    (raw,) = tmp_path.glob("raw_events/*/*.parquet")
+    (run,) = tmp_path.glob("run_events/*/*.parquet")
+    codecs = {}
+    for file in (raw, run):
+        group = pq.read_metadata(file).row_group(0)
+        for i in range(group.num_columns):
+            codecs[group.column(i).path_in_schema] = group.column(i).compression
+    expected = {"zstd": "ZSTD", "gzip": "GZIP", "none": "UNCOMPRESSED"}[configured]
+    light = "SNAPPY" if configured == "zstd" else expected  # dictionary-encoded dimensions
+    assert codecs["payload"] == codecs["event_id"] == codecs["event_time"] == expected
+    assert codecs["run_properties"] == codecs["run_tags"] == expected  # JSON maps
+    assert codecs["workspace"] == codecs["status"] == codecs["experiment_name"] == light
+    # mixed codecs in one file are plain Parquet to stock readers
+    assert duckdb.sql(f"SELECT run_id, run_properties FROM '{run}'").fetchall() == [("r1", '{"p":"q"}')]
+
+
 def test_arrow_schemas_match_what_duckdb_derives_from_the_ddl():
     import duckdb
 
