@@ -6,10 +6,29 @@ from pathlib import Path
 
 from transforms.decode import DecodeRules, decode_body
 from transforms.records import Origin
-from transforms.rows import TABLE_COLUMNS, TableRows
+from transforms.rows import EVENT_TABLES, SHARED_COLUMNS, TABLE_COLUMNS, TableRows
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "samples"
 INGESTED_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def full_rows(rows: TableRows) -> dict[str, list[tuple]]:
+    """Every table's rows with all its columns (TABLE_COLUMNS): a fact row's shared
+    columns filled in from the raw_events row it points at, in plain Python."""
+    raw_index = {c: i for i, c in enumerate(TABLE_COLUMNS["raw_events"])}
+    out = {}
+    for name, table_rows in rows.rows.items():
+        if name not in EVENT_TABLES:
+            out[name] = list(table_rows)
+            continue
+        shared = set(SHARED_COLUMNS[name])
+        full = []
+        for row, owner in zip(table_rows, rows.owners[name], strict=True):
+            raw, own = rows.rows["raw_events"][owner], iter(row)
+            full.append(tuple(raw[raw_index[c]] if c in shared else next(own)
+                              for c in TABLE_COLUMNS[name]))
+        out[name] = full
+    return out
 
 
 def as_dicts(rows: TableRows) -> dict[str, list[dict]]:
@@ -19,8 +38,9 @@ def as_dicts(rows: TableRows) -> dict[str, list[dict]]:
         return v.decode() if isinstance(v, bytes) and not keep_bytes else v
 
     return {
-        name: [{c: value(name, c, v) for c, v in zip(TABLE_COLUMNS[name], row)} for row in table_rows]
-        for name, table_rows in rows.rows.items()
+        name: [{c: value(name, c, v) for c, v in zip(TABLE_COLUMNS[name], row, strict=True)}
+               for row in table_rows]
+        for name, table_rows in full_rows(rows).items()
     }
 
 
@@ -73,8 +93,9 @@ def memory_views(rows: TableRows):
     from consumer.sqlfiles import table_schemas
 
     con = connect(Path(tempfile.mkdtemp(prefix="amlwh-empty-")))  # no files: empty store tables
+    every = full_rows(rows)
     for name, schema in table_schemas().items():
-        table_rows = rows.rows[name]
+        table_rows = every[name]
         if not table_rows:
             continue
         columns = list(zip(*table_rows))

@@ -125,7 +125,7 @@ class _Lines:
         tail = ("file", None, None, None, None, None, self.file, line, index, self.ingested_us,
                 utc_day_of(event_time_us))
         quirks: list[str] = []
-        facts = fact_rows(head, event_type, subject, event_time_us, parsed, tail, quirks)
+        facts = fact_rows(event_type, parsed, quirks)
         raw = raw_row(head, event_type, schema, subject, event_time_us, "event",
                       None if version is None else str(version), quirks,
                       orjson.dumps(obj) if body is None else body, tail)

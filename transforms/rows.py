@@ -1,9 +1,14 @@
 """Decoded events -> rows of the warehouse tables (pure; `ingested_us` is injected).
 
-Rows are tuples in the column order of `TABLE_COLUMNS`; the writer turns them
+Rows are tuples in the column order of `ROW_COLUMNS`; the writer turns them
 into Arrow columns typed by the DDL in sql/tables/*.sql (a unit test keeps the
-two in step). Every row starts with `dedupe_key`, ends with the coordinates of
-the message it came from and its `event_date` partition.
+two in step). A raw_events, dead_letters or ignored_events row holds every column
+of its table (`TABLE_COLUMNS`): it starts with `dedupe_key` and ends with the
+coordinates of the message it came from and its `event_date` partition. A fact
+row (EVENT_TABLES) holds only its own columns: the ones its table shares with
+raw_events (`SHARED_COLUMNS`: key, ids, times, coordinates) are its event's
+raw_events row's, which TableRows.owners points at, so the writer takes them from
+there instead of converting the same values twice.
 """
 
 from __future__ import annotations
@@ -54,6 +59,14 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 TABLE_COLUMNS = {name: cols + COORD_COLUMNS + ("event_date",) for name, cols in TABLE_COLUMNS.items()}
 EVENT_TABLES = ("run_events", "model_registrations", "model_deployments", "drift_detections")
+SHARED_COLUMNS: dict[str, tuple[str, ...]] = {
+    name: tuple(c for c in TABLE_COLUMNS[name] if c in TABLE_COLUMNS["raw_events"])
+    for name in EVENT_TABLES
+}
+ROW_COLUMNS: dict[str, tuple[str, ...]] = {
+    name: tuple(c for c in cols if c not in SHARED_COLUMNS.get(name, ()))
+    for name, cols in TABLE_COLUMNS.items()
+}
 
 
 def _json(value: dict[str, Any]) -> str:
@@ -144,44 +157,43 @@ def raw_row(head: tuple, event_type: str, schema: str, subject: str | None, even
                    ",".join(quirks) or None, False, payload) + tail
 
 
-def fact_rows(head: tuple, event_type: str, subject: str | None, event_time_us: int,
-              data: Any, tail: tuple, quirks: list[str]) -> list[tuple[str, tuple]]:
-    """(table, row) of the fact rows of one validated event: the one definition of their
-    layout, shared by the general decoder (event_rows) and the backfill's fast path.
-    `data` is a validated model or its plain twin (transforms.plain): same attributes.
-    Appends to `quirks` what the data reveals about the event."""
+def fact_rows(event_type: str, data: Any, quirks: list[str]) -> list[tuple[str, tuple]]:
+    """(table, row) of the fact rows of one validated event, each row its table's own
+    columns (ROW_COLUMNS): the one definition of their layout, shared by the general
+    decoder (event_rows) and the backfill's fast path. `data` is a validated model or
+    its plain twin (transforms.plain): same attributes. Appends to `quirks` what the
+    data reveals about the event."""
     if isinstance(data, (RunData, PlainRun)):
         status = run_event_status(data.run_status)
         if event_type == RUN_COMPLETED and status != "Completed":
             quirks.append("run_completed_with_status")
         tags, props = data.run_tags, data.run_properties
-        return [("run_events", head + (
-            event_type, subject, event_time_us, data.run_id, data.experiment_id,
-            data.experiment_name, data.run_type, status, data.run_status, STATUS_RANK[status],
+        return [("run_events", (
+            data.run_id, data.experiment_id, data.experiment_name, data.run_type, status,
+            data.run_status, STATUS_RANK[status],
             _first("azureml.pipelinerunid", tags, props),
             _first("azureml.pipelineid", props, tags),
             _first("computeTargetType", props, tags),
             _first("stepType", props, tags),
             _json(tags), _json(props),
-        ) + tail)]
+        ))]
     if isinstance(data, (ModelRegisteredData, PlainModelRegistered)):
-        return [("model_registrations", head + (
-            subject, event_time_us, data.model_name, data.model_version,
-            _json(data.model_tags), _json(data.model_properties)) + tail)]
+        return [("model_registrations", (
+            data.model_name, data.model_version, _json(data.model_tags),
+            _json(data.model_properties)))]
     if isinstance(data, (ModelDeployedData, PlainModelDeployed)):
         models: Iterable[tuple[str | None, str | None]] = parse_model_ids(data.model_ids) or [
             (None, None)  # a deployment without model ids still shows as one row
         ]
         tags_text, props_text = _json(data.service_tags), _json(data.service_properties)
-        return [("model_deployments", head + (
-            subject, event_time_us, data.service_name, data.service_compute_type,
-            ordinal, name, version, data.model_ids, tags_text, props_text) + tail)
+        return [("model_deployments", (
+            data.service_name, data.service_compute_type, ordinal, name, version,
+            data.model_ids, tags_text, props_text))
             for ordinal, (name, version) in enumerate(models)]
     if isinstance(data, (DriftData, PlainDrift)):
-        return [("drift_detections", head + (
-            subject, event_time_us, data.data_drift_id, data.data_drift_name, data.run_id,
-            data.base_dataset_id, data.target_dataset_id, data.drift_coefficient, data.start_time,
-            data.end_time) + tail)]
+        return [("drift_detections", (
+            data.data_drift_id, data.data_drift_name, data.run_id, data.base_dataset_id,
+            data.target_dataset_id, data.drift_coefficient, data.start_time, data.end_time))]
     return []
 
 
@@ -206,8 +218,7 @@ def event_rows(event: AmlEvent, ingested_us: int) -> EventRows:
         origin.sequence_number, origin.enqueued_us, origin.file, origin.line, event.index,
         ingested_us, utc_day_of(env.event_time_us),
     )
-    facts = fact_rows(head, env.event_type, env.subject, env.event_time_us, data, tail,
-                      env.quirks)
+    facts = fact_rows(env.event_type, data, env.quirks)
     raw = raw_row(head, env.event_type, env.schema, env.subject, env.event_time_us,
                   env.time_source, env.data_version, env.quirks, event.payload, tail)
     return EventRows(facts, raw)

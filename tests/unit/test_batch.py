@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumer.batch import _column, _utf8_column
@@ -74,3 +74,47 @@ def test_one_value_throughout_is_repeated_not_converted(values, type_, monkeypat
     expected = pa.array(values, type=type_)
     monkeypatch.setattr(pa, "array", None)  # the per-value conversion is not called at all
     assert _column(values, type_).equals(expected)
+
+
+def _pool() -> list[bytes]:
+    """Real payloads of every type (deployments of several models, arrays, bad bodies)
+    and run events spread over days."""
+    from tests.helpers import CORPUS, run_event
+
+    pool = [p.read_bytes() for p in sorted(CORPUS.glob("*.json"))]
+    pool += [run_event(f"r{i % 3}", "Running", f"2025-01-0{1 + i % 4}T0{i}:00:00Z") for i in range(8)]
+    return pool + [b"{broken"]
+
+
+POOL = _pool()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(range(len(POOL))), min_size=1, max_size=25))
+def test_tables_are_the_full_rows_sorted_by_date_and_facts_point_at_their_raw_row(picks):
+    import numpy as np
+
+    from consumer.batch import OWNER_COLUMN, to_arrow
+    from consumer.sqlfiles import PARTITION_COLUMN, table_schemas
+    from tests.helpers import full_rows, rows_for
+
+    rows = rows_for([POOL[i] for i in picks])
+    batch = to_arrow(rows)
+    every = full_rows(rows)
+    assert set(batch.tables) == {name for name, table_rows in every.items() if table_rows}
+    raw = batch.tables["raw_events"] if "raw_events" in batch.tables else None
+    for name, table in batch.tables.items():
+        schema = table_schemas()[name]
+        # the reference: every column converted by pa.array, rows stably sorted by date
+        ordered = sorted(every[name], key=lambda row: row[-1])
+        columns = list(zip(*ordered))
+        expected = pa.Table.from_arrays(
+            [pa.array(columns[i], type=f.type) for i, f in enumerate(schema)]
+            + [pa.array(columns[-1], type=pa.int32()).cast(pa.date32())],
+            names=list(schema.names) + [PARTITION_COLUMN])
+        assert table.drop_columns([c for c in [OWNER_COLUMN] if c in table.column_names]).equals(expected), name
+        if OWNER_COLUMN in table.column_names:
+            owners = table[OWNER_COLUMN].to_numpy()
+            for column in ("dedupe_key", "event_date"):
+                assert raw[column].to_numpy()[owners].tolist() == table[column].to_numpy().tolist()
+            assert np.all(np.diff(owners) >= 0)
