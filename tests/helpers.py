@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transforms.decode import DecodeRules, decode_body
 from transforms.records import Origin
-from transforms.rows import EVENT_TABLES, SHARED_COLUMNS, TABLE_COLUMNS, TableRows
+from transforms.rows import EVENT_TABLES, ROW_COLUMNS, SHARED_COLUMNS, TABLE_COLUMNS, TableRows
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "samples"
 INGESTED_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -21,12 +21,12 @@ def full_rows(rows: TableRows) -> dict[str, list[tuple]]:
         if name not in EVENT_TABLES:
             out[name] = list(table_rows)
             continue
-        shared = set(SHARED_COLUMNS[name])
         full = []
         for row, owner in zip(table_rows, rows.owners[name], strict=True):
-            raw, own = rows.rows["raw_events"][owner], iter(row)
-            full.append(tuple(raw[raw_index[c]] if c in shared else next(own)
-                              for c in TABLE_COLUMNS[name]))
+            values = dict(zip(ROW_COLUMNS[name], row, strict=True))  # a row holds exactly these
+            raw = rows.rows["raw_events"][owner]
+            values.update((c, raw[raw_index[c]]) for c in SHARED_COLUMNS[name])
+            full.append(tuple(values[c] for c in TABLE_COLUMNS[name]))
         out[name] = full
     return out
 
