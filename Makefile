@@ -12,7 +12,7 @@ AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
 # Python packages into .venv, Azurite (blob service, for checkpoints) from npm into .tools/.
 install: $(STAMP) $(AZURITE)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py transforms/_linescan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -147,3 +147,23 @@ def test_unwritable_warehouse_stops_with_a_clear_error(tmp_path):
                  env={"AMLWH_WAREHOUSE__PATH": str(blocker / "wh")}, check=False)
     assert proc.returncode == 1
     assert "cannot write to the warehouse" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_without_the_native_scanner_the_backfill_says_so_and_stores_the_same_rows(tmp_path):
+    """An install without a C compiler has no transforms._linescan: the backfill warns
+    and decodes run lines in Python, and the warehouse holds exactly the same rows."""
+    hidden = tmp_path / "hide_native"
+    hidden.mkdir()  # sitecustomize runs in the CLI process and any decode process it starts
+    (hidden / "sitecustomize.py").write_text("import sys\nsys.modules['transforms._linescan'] = None\n")
+    sample = REPO / "samples" / "demo-stream.ndjson.gz"
+    tables = {"raw_events": "* EXCLUDE (ingested_at)", "run_events": "* EXCLUDE (ingested_at)",
+              "dead_letters": "* EXCLUDE (ingested_at)", "runs": "*"}
+    stored = {}
+    for name, extra in (("native", {}), ("python", {"PYTHONPATH": f"{hidden}:{REPO}"})):
+        env = {"AMLWH_WAREHOUSE__PATH": str(tmp_path / name), **extra}
+        proc = amlwh("backfill", "files", str(sample), "--quiet", env=env)
+        assert ("native line scanner" in proc.stderr and "not built" in proc.stderr) == (name == "python")
+        stored[name] = {table: query(env, f"SELECT {columns} FROM {table} ORDER BY ALL")
+                        for table, columns in tables.items()}
+    assert stored["native"]["run_events"]  # the sample has run events for the scanner to read
+    assert stored["native"] == stored["python"]
