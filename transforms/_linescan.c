@@ -125,7 +125,8 @@ static int string(Scan *c, Str *s) {
 }
 
 /* An integer as orjson reads and writes it: -?(0|[1-9][0-9]*), no fraction or exponent,
-   within int64 (18 digits always are; 19 only checked loosely: refused), not -0. */
+   not -0 (orjson reads 0). At most 18 digits, which always fit 64 bits; longer ones are
+   refused rather than range-checked. */
 static int integer(Scan *c, Str *s) {
     ptr q = c->p;
     ptr start = q;
@@ -193,9 +194,35 @@ static inline int is_key(const Str *s, const char *name, Py_ssize_t len) {
 }
 #define IS(s, lit) is_key((s), (lit), (Py_ssize_t)(sizeof(lit) - 1))
 
+typedef struct {
+    const char *name;
+    Py_ssize_t len;
+} Name;
+#define NAME(lit) {(lit), (Py_ssize_t)(sizeof(lit) - 1)}
+
+/* The position of `key` among `names`, -1 when it is none of them. */
+static int slot_of(const Str *key, const Name *names, int count) {
+    for (int i = 0; i < count; i++)
+        if (is_key(key, names[i].name, names[i].len))
+            return i;
+    return -1;
+}
+
+/* After an object's member: 1 when another follows (','), 0 at its closing '}', -1 else. */
+static int more_members(Scan *c) {
+    blanks(c);
+    if (c->p < c->end && *c->p == ',') {
+        c->out[c->n++] = ',';
+        c->p++;
+        return 1;
+    }
+    return expect(c, '}') ? 0 : -1;
+}
+
 /* The four tags a run row reads (rows.fact_rows' _first), by position. */
-static const char *const FIRST_KEYS[4] = {
-    "azureml.pipelinerunid", "azureml.pipelineid", "computeTargetType", "stepType"};
+static const Name FIRST_KEYS[4] = {
+    NAME("azureml.pipelinerunid"), NAME("azureml.pipelineid"), NAME("computeTargetType"),
+    NAME("stepType")};
 
 /* A tag map: object of scalars, no key twice; found[i] = the value of FIRST_KEYS[i]. */
 static int tag_map(Scan *c, Val *v, Val found[4]) {
@@ -223,25 +250,23 @@ static int tag_map(Scan *c, Val *v, Val found[4]) {
             if (keys[i].len == key.len && memcmp(keys[i].s, key.s, (size_t)key.len) == 0)
                 return 0; /* a key twice: orjson keeps the last value, a copy both */
         keys[count++] = key;
-        for (int i = 0; i < 4; i++)
-            if (!key.escaped && (Py_ssize_t)strlen(FIRST_KEYS[i]) == key.len
-                && memcmp(FIRST_KEYS[i], key.s, (size_t)key.len) == 0)
-                found[i] = item;
-        blanks(c);
-        if (c->p < c->end && *c->p == ',') {
-            c->out[c->n++] = ',';
-            c->p++;
-            continue;
-        }
-        if (expect(c, '}')) {
+        int first = slot_of(&key, FIRST_KEYS, 4);
+        if (first >= 0)
+            found[first] = item;
+        int more = more_members(c);
+        if (more < 0)
+            return 0;
+        if (!more) {
             v->end = c->n;
             return 1;
         }
-        return 0;
     }
 }
 
 enum { D_RUN_ID, D_EXP_ID, D_EXP_NAME, D_RUN_TYPE, D_STATUS, D_TAGS, D_PROPS, D_COUNT };
+static const Name DATA_KEYS[D_COUNT] = {
+    NAME("runId"), NAME("experimentId"), NAME("experimentName"), NAME("runType"),
+    NAME("runStatus"), NAME("runTags"), NAME("runProperties")};
 
 typedef struct {
     Val field[D_COUNT];
@@ -265,21 +290,14 @@ static int run_data(Scan *c, RunData *d) {
     blanks(c);
     if (c->p < c->end && *c->p == '}')
         return 0; /* no runId */
-    for (;;) {
+    int more = 1;
+    while (more) {
         Str key;
-        int slot;
         if (!string(c, &key) || !expect(c, ':'))
             return 0;
-        if (IS(&key, "runId")) slot = D_RUN_ID;
-        else if (IS(&key, "experimentId")) slot = D_EXP_ID;
-        else if (IS(&key, "experimentName")) slot = D_EXP_NAME;
-        else if (IS(&key, "runType")) slot = D_RUN_TYPE;
-        else if (IS(&key, "runStatus")) slot = D_STATUS;
-        else if (IS(&key, "runTags")) slot = D_TAGS;
-        else if (IS(&key, "runProperties")) slot = D_PROPS;
-        else return 0;
-        if (d->field[slot].kind != V_NONE)
-            return 0;
+        int slot = slot_of(&key, DATA_KEYS, D_COUNT);
+        if (slot < 0 || d->field[slot].kind != V_NONE)
+            return 0; /* an unknown key, or a key twice */
         if (slot == D_TAGS || slot == D_PROPS) {
             blanks(c);
             if (c->p < c->end && *c->p == 'n') {
@@ -292,15 +310,8 @@ static int run_data(Scan *c, RunData *d) {
         } else if (!text_or_null(c, &d->field[slot])) {
             return 0;
         }
-        blanks(c);
-        if (c->p < c->end && *c->p == ',') {
-            c->out[c->n++] = ',';
-            c->p++;
-            continue;
-        }
-        if (!expect(c, '}'))
+        if ((more = more_members(c)) < 0)
             return 0;
-        break;
     }
     /* runId: required, a non-empty string (plain.plain_run) */
     return d->field[D_RUN_ID].kind == V_STR && d->field[D_RUN_ID].str.len > 0;
@@ -311,6 +322,10 @@ enum {
     K_METADATA_VERSION, K_SPECVERSION, K_SOURCE, K_TYPE, K_TIME, K_CONTENT_TYPE,
     K_DATASCHEMA, K_COUNT
 };
+static const Name EVENT_KEYS[K_COUNT] = {
+    NAME("id"), NAME("topic"), NAME("subject"), NAME("eventType"), NAME("eventTime"),
+    NAME("data"), NAME("dataVersion"), NAME("metadataVersion"), NAME("specversion"),
+    NAME("source"), NAME("type"), NAME("time"), NAME("datacontenttype"), NAME("dataschema")};
 
 typedef struct {
     Val key[K_COUNT];
@@ -328,29 +343,15 @@ static int event(Scan *c, Event *e) {
     e->start = c->n;
     if (!expect(c, '{'))
         return 0;
-    for (;;) {
+    int more = 1;
+    while (more) {
         Str key;
-        int slot;
         if (!string(c, &key) || !expect(c, ':'))
             return 0;
-        if (IS(&key, "id")) slot = K_ID;
-        else if (IS(&key, "topic")) slot = K_TOPIC;
-        else if (IS(&key, "subject")) slot = K_SUBJECT;
-        else if (IS(&key, "eventType")) slot = K_EVENT_TYPE;
-        else if (IS(&key, "eventTime")) slot = K_EVENT_TIME;
-        else if (IS(&key, "data")) slot = K_DATA;
-        else if (IS(&key, "dataVersion")) slot = K_DATA_VERSION;
-        else if (IS(&key, "metadataVersion")) slot = K_METADATA_VERSION;
-        else if (IS(&key, "specversion")) slot = K_SPECVERSION;
-        else if (IS(&key, "source")) slot = K_SOURCE;
-        else if (IS(&key, "type")) slot = K_TYPE;
-        else if (IS(&key, "time")) slot = K_TIME;
-        else if (IS(&key, "datacontenttype")) slot = K_CONTENT_TYPE;
-        else if (IS(&key, "dataschema")) slot = K_DATASCHEMA;
-        else return 0;
-        Val *v = &e->key[slot];
-        if (v->kind != V_NONE)
+        int slot = slot_of(&key, EVENT_KEYS, K_COUNT);
+        if (slot < 0 || e->key[slot].kind != V_NONE)
             return 0;
+        Val *v = &e->key[slot];
         if (slot == K_DATA) {
             if (!run_data(c, &e->data))
                 return 0;
@@ -358,17 +359,11 @@ static int event(Scan *c, Event *e) {
         } else if (!scalar(c, v)) {
             return 0;
         }
-        blanks(c);
-        if (c->p < c->end && *c->p == ',') {
-            c->out[c->n++] = ',';
-            c->p++;
-            continue;
-        }
-        if (!expect(c, '}'))
+        if ((more = more_members(c)) < 0)
             return 0;
-        e->end = c->n;
-        return 1;
     }
+    e->end = c->n;
+    return 1;
 }
 
 /* ---- values for Python ---- */

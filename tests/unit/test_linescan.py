@@ -226,6 +226,8 @@ def test_tags_read_from_both_maps_in_the_order_rows_reads_them():
     CANONICAL.replace(b'"n":5', b'"n":99999999999999999999'),  # past 64 bits
     CANONICAL.replace(b'"n":5', b'"n":{"a":1}'),  # nested
     CANONICAL.replace(b'"n":5', b'"n":5,"n":6'),  # a key twice
+    CANONICAL.replace(b'"runId":"r1"', b'"runId":"r0","runId":"r1"'),  # a data key twice
+    CANONICAL.replace(b'"id":"evt-1"', b'"id":"evt-0","id":"evt-1"'),  # an attribute twice
     CANONICAL.replace(b'"p1"', b'"p\\/1"'),  # an escape orjson does not write
     CANONICAL.replace(b'"p1"', b'"p\\u00411"'),
     CANONICAL.replace(b'\\u001f', b'\\u001F'),  # orjson writes lower-case hex
