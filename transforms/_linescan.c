@@ -208,6 +208,16 @@ static int slot_of(const Str *key, const Name *names, int count) {
     return -1;
 }
 
+/* The next member's key, read through its ':': the key's position among `names`, or -1
+   (the line is refused) when it is none of them or already has a value in `seen`. */
+static int member_slot(Scan *c, const Name *names, int count, const Val *seen) {
+    Str key;
+    if (!string(c, &key) || !expect(c, ':'))
+        return -1;
+    int slot = slot_of(&key, names, count);
+    return slot >= 0 && seen[slot].kind == V_NONE ? slot : -1;
+}
+
 /* After an object's member: 1 when another follows (','), 0 at its closing '}', -1 else. */
 static int more_members(Scan *c) {
     blanks(c);
@@ -292,11 +302,8 @@ static int run_data(Scan *c, RunData *d) {
         return 0; /* no runId */
     int more = 1;
     while (more) {
-        Str key;
-        if (!string(c, &key) || !expect(c, ':'))
-            return 0;
-        int slot = slot_of(&key, DATA_KEYS, D_COUNT);
-        if (slot < 0 || d->field[slot].kind != V_NONE)
+        int slot = member_slot(c, DATA_KEYS, D_COUNT, d->field);
+        if (slot < 0)
             return 0; /* an unknown key, or a key twice */
         if (slot == D_TAGS || slot == D_PROPS) {
             blanks(c);
@@ -345,11 +352,8 @@ static int event(Scan *c, Event *e) {
         return 0;
     int more = 1;
     while (more) {
-        Str key;
-        if (!string(c, &key) || !expect(c, ':'))
-            return 0;
-        int slot = slot_of(&key, EVENT_KEYS, K_COUNT);
-        if (slot < 0 || e->key[slot].kind != V_NONE)
+        int slot = member_slot(c, EVENT_KEYS, K_COUNT, e->key);
+        if (slot < 0)
             return 0;
         Val *v = &e->key[slot];
         if (slot == K_DATA) {
