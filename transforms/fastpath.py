@@ -207,13 +207,15 @@ def decode_lines(bodies: Sequence[bytes | memoryview], file: str, first_line: in
     add = rows.add_event_parts
     for offset, body in enumerate(bodies):
         line = first_line + offset
-        prepared = None
+        prepared = events = None
         if scan is not None:  # a line it takes is JSON, so it is not blank
             events = scan(body)
             if events is not None:
                 prepared = lines.scanned(events, body, line)
                 counts.native += prepared is not None
-        if fast and prepared is None:
+        # A line the scanner read but the rules refused (event type, workspace, time) is one
+        # the Python fast path refuses for the same reasons: straight to the general path.
+        if fast and events is None:
             try:
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError:

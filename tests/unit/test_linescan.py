@@ -256,6 +256,19 @@ def test_lines_it_must_refuse_are_refused_and_still_decoded_alike(line):
     assert fast == general
 
 
+@pytest.mark.parametrize("line, rules, outcome", [
+    (CANONICAL, DecodeRules.build([], [RUN_COMPLETED]), "ignored"),  # event type filtered out
+    (CANONICAL, DecodeRules.build([WS.replace("prod-ws", "dev-ws")], []), "ignored"),  # workspace
+    (CANONICAL.replace(b"2025-03-01T09", b"2025-02-30T09"), DecodeRules(), "dead_letters"),
+])
+def test_lines_it_reads_but_the_rules_refuse_get_the_general_decoders_outcome(line, rules, outcome):
+    assert scan_runs(line) is not None  # read: the refusal is the rules', not the grammar's
+    rows, counts = fastpath.decode_lines([line], "f", 1, rules, 0)
+    assert (counts.native, counts.fast, getattr(counts, outcome)) == (0, 0, 1)
+    fast, general = _both([line], rules)
+    assert fast == general
+
+
 def test_every_cut_of_a_line_is_refused():
     array = b"[" + CANONICAL + b"," + CANONICAL + b"]"
     for line in (CANONICAL, array):
