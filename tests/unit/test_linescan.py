@@ -9,6 +9,8 @@ lines it takes against the general decoder's.
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -97,7 +99,6 @@ def rendered(draw, value) -> str:
         if style == 0:
             return '"' + _escape_all(value, draw(st.booleans())) + '"'
         if style == 1:
-            import json
             return json.dumps(value)  # ensure_ascii: \u00e9 for non-ASCII
         if style == 2:
             return orjson.dumps(value).decode().replace("/", "\\/")
