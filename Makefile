@@ -25,22 +25,22 @@ $(AZURITE):
 # The local hub and Azurite in the background on free loopback ports; their
 # connection strings land in .stack/env (source it, then run amlwh).
 stack-up: install
-	$(BIN)/python -m tests.stack up --dir .stack
+	$(BIN)/python -m devstack up --dir .stack
 
 stack-down:
-	$(BIN)/python -m tests.stack down --dir .stack
+	$(BIN)/python -m devstack down --dir .stack
 
 # The main job on local defaults: start the local hub + Azurite (.stack-demo/),
 # publish the bundled sample stream with the real SDK producer, run the worker
 # until it has caught up, print the headline views, stop what it started.
 # Rows land in ./warehouse; running it again stores nothing twice.
 demo: install
-	@$(BIN)/python -m tests.stack down --dir .stack-demo >/dev/null 2>&1 || true
-	$(BIN)/python -m tests.stack up --dir .stack-demo
+	@$(BIN)/python -m devstack down --dir .stack-demo >/dev/null 2>&1 || true
+	$(BIN)/python -m devstack up --dir .stack-demo
 	@set -a; . .stack-demo/env; set +a; \
 	  $(BIN)/amlwh publish $(DEMO_STREAM) --partition-key subject \
 	  && AMLWH_EVENTHUB__LOAD_BALANCING_INTERVAL_S=2 $(BIN)/amlwh run --stop-when-idle 5; rc=$$?; \
-	  $(BIN)/python -m tests.stack down --dir .stack-demo; exit $$rc
+	  $(BIN)/python -m devstack down --dir .stack-demo; exit $$rc
 	@echo; echo "== run_durations"; $(BIN)/amlwh query "SELECT * FROM run_durations ORDER BY experiment_name, run_type"
 	@echo; echo "== failure_rates (latest days)"; $(BIN)/amlwh query "SELECT * FROM failure_rates ORDER BY day DESC, experiment_name LIMIT 15"
 	@echo; echo "== dead_letters by reason"; $(BIN)/amlwh query "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC"
@@ -53,8 +53,9 @@ demo-backfill: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Pure code and real files only: no hub, no Azurite, no CLI processes (seconds).
 test-unit: install
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q -m "not integration"
 
 bench: install
 	$(BIN)/python bench/bench_backfill.py

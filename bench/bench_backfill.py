@@ -6,10 +6,10 @@
 What it does:
 
 1. Writes (once; cached by a name that encodes every parameter) an NDJSON file of
-   `--events` message bodies into bench/out/: `bench.synth.generate` run
+   `--events` message bodies into bench/out/: `devstack.synth.generate` run
    lifecycles plus model and drift events (~1.5 KB mean body, 30% of bodies
    wrapped in a one-element JSON array, mixed Event Grid / CloudEvents envelopes),
-   passed through `bench.synth.disorder` (local shuffles, ~1% hours-late events,
+   passed through `devstack.synth.disorder` (local shuffles, ~1% hours-late events,
    ~2% redeliveries) plus 4 poison lines per chunk that must dead-letter.
    Generation is chunked so the generator never holds the whole stream.
 2. Runs, alternating (A B / B A / A B ...), each in a fresh child process, after an
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.launch import run_measured  # noqa: E402
-from bench.synth import disorder, generate, poison_lines  # noqa: E402
+from devstack.synth import disorder, generate, poison_lines  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 FORMAT_VERSION = 1  # bump when the generator recipe below changes: the cache name includes it
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=1_000_000, help="NDJSON lines (bodies) in the file")
     p.add_argument("--repeats", type=int, default=5, help="measured runs of each tool")
     p.add_argument("--payload-bytes", type=int, default=1620,
-                   help="bench.synth padding knob; 1620 gives a ~1.5 KB mean line")
+                   help="devstack.synth padding knob; 1620 gives a ~1.5 KB mean line")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--days", type=int, default=30, help="event-time span of the whole file")
     p.add_argument("--batch-rows", type=int, default=None,

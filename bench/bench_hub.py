@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from azure.eventhub import EventData  # noqa: E402
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient  # noqa: E402
 
-from tests.stack import LocalHub  # noqa: E402
+from devstack import LocalHub  # noqa: E402
 
 
 def cpu_seconds(proc: psutil.Process) -> float:

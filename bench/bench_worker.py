@@ -15,7 +15,7 @@ what a measurement states. Consumers and producers run under a tiny launcher (be
 that reports their peak RSS and CPU time from os.wait4.
 
 1. Throughput ratio. N synthetic events are published once per repeat into a fresh 4-partition
-   hub: bench.synth run lifecycles + model/drift events (~1.5 KB mean body, 30% one-element
+   hub: devstack.synth run lifecycles + model/drift events (~1.5 KB mean body, 30% one-element
    JSON arrays, 20% CloudEvents), shuffled within 3 events (synth.disorder) with 1% moved to a
    random later position (hours late), no redeliveries (one message = one raw_events row);
    event times span 24 h ending 10 minutes ago (a backlog); partition = crc32(subject) % P,
@@ -226,7 +226,7 @@ class HistoricalStream:
 
 def historical_stream(events: int, partitions: int, seed: int, payload_bytes: int, span_s: int,
                       lateness_s: float) -> HistoricalStream:
-    from bench.synth import disorder, generate
+    from devstack.synth import disorder, generate
     from transforms.decode import DecodeRules, decode_body
     from transforms.ordering import ReorderBuffer
     from transforms.records import AML_EVENT_TYPES, Origin
@@ -261,7 +261,7 @@ def historical_stream(events: int, partitions: int, seed: int, payload_bytes: in
     for body in bodies:
         decoded = decode_body(body, Origin("eventhub"), rules)
         if len(decoded.events) != 1 or decoded.dead_letters:
-            raise RuntimeError(f"bench.synth produced a body that is not one event: {body[:200]!r}")
+            raise RuntimeError(f"devstack.synth produced a body that is not one event: {body[:200]!r}")
         event = decoded.events[0]
         env = event.envelope
         p = partition_of(env.subject, partitions)
@@ -281,7 +281,7 @@ def historical_stream(events: int, partitions: int, seed: int, payload_bytes: in
 async def publish_partitions(cs: str, by_partition: dict[str, list[bytes]]) -> None:
     from azure.eventhub.aio import EventHubProducerClient
 
-    from tests.stack.sdk_helpers import send_batched
+    from devstack.sdk_helpers import send_batched
 
     producer = EventHubProducerClient.from_connection_string(cs)
     async with producer:
@@ -351,8 +351,8 @@ async def _produce(a: argparse.Namespace) -> dict:
     from azure.eventhub import EventData
     from azure.eventhub.aio import EventHubProducerClient
 
-    from bench.synth import _iso, generate
-    from tests.stack.sdk_helpers import send_batched
+    from devstack.sdk_helpers import send_batched
+    from devstack.synth import _iso, generate
 
     total = int(a.rate * a.seconds) + 1
     docs = []
@@ -661,7 +661,7 @@ def pct(values: list[float], q: float) -> float:
 
 def latency(args, hub, azurite, work: Path, lateness: float | None) -> dict:
     from consumer.config import OrderingSettings
-    from consumer.query import connect, execute
+    from consumer.query.connection import connect, execute
 
     effective = OrderingSettings().max_lateness_s if lateness is None else lateness
     label = "default" if lateness is None else f"MAX_LATENESS_S={lateness:g}"
@@ -751,9 +751,8 @@ def latency(args, hub, azurite, work: Path, lateness: float | None) -> dict:
 
 # ----------------------------------------------------------------------------- report
 def versions() -> str:
-    from importlib.metadata import version
-
     import platform
+    from importlib.metadata import version
 
     names = ("azure-eventhub", "azure-eventhub-checkpointstoreblob-aio", "azure-storage-blob", "pyarrow",
              "duckdb", "pydantic", "orjson")
@@ -843,7 +842,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=None, help="throughput events (default 100,000; 6,000 quick)")
     p.add_argument("--partitions", type=int, default=4, help="throughput hub partitions")
     p.add_argument("--span-hours", type=int, default=24, help="event-time span of the throughput stream")
-    p.add_argument("--payload-bytes", type=int, default=1620, help="bench.synth padding; 1620 ~ 1.5 KB bodies")
+    p.add_argument("--payload-bytes", type=int, default=1620, help="devstack.synth padding; 1620 ~ 1.5 KB bodies")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--lb-interval", type=float, default=None, help="load_balancing_interval_s (1; 0.3 quick)")
     p.add_argument("--skip-tail", action="store_true",
@@ -892,7 +891,7 @@ def main(argv: list[str] | None = None) -> int:
         WORKER_CMD[:] = shlex.split(args.worker_cmd)
 
     from bench.bench_backfill import loadavg, machine
-    from tests.stack import Azurite, LocalHub
+    from devstack import Azurite, LocalHub
 
     mach, vers = machine(), versions()
     print(f"machine:  {mach}")

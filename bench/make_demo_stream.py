@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.synth import disorder, generate, poison_lines  # noqa: E402
+from devstack.synth import disorder, generate, poison_lines  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "samples" / "demo-stream.ndjson.gz"
 

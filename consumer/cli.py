@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 
-from consumer.config import ConfigError, Settings, load_settings
+from consumer.clock import wall_us
+from consumer.config import Settings, load_settings
+from consumer.errors import AmlwhError
+from consumer.tuning import prepare_environment
 
 log = logging.getLogger("amlwh")
 DEFAULT_CONFIG = Path("config.toml")
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _rules(settings: Settings):
@@ -26,14 +23,14 @@ def _rules(settings: Settings):
 
 
 def _warehouse(settings: Settings):
-    from consumer.warehouse import ParquetWarehouse
+    from consumer.storage.warehouse import ParquetWarehouse
 
     return ParquetWarehouse(
-        settings.warehouse.path, compression=settings.warehouse.compression, now_us=_now_us)
+        settings.warehouse.path, compression=settings.warehouse.compression, now_us=wall_us)
 
 
 def cmd_backfill_files(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.backfill import backfill_files
+    from consumer.backfill.run import backfill_files
     from transforms.fastpath import scan_runs
 
     if scan_runs is None:
@@ -52,7 +49,7 @@ def cmd_backfill_files(args: argparse.Namespace, settings: Settings) -> int:
     batch_rows = args.batch_rows or settings.backfill.batch_rows
     summary = backfill_files(
         [Path(p) for p in args.paths], _warehouse(settings), _rules(settings),
-        batch_rows=batch_rows, now_us=_now_us, progress=None if args.quiet else progress,
+        batch_rows=batch_rows, now_us=wall_us, progress=None if args.quiet else progress,
         workers=args.workers if args.workers is not None else settings.backfill.workers,
     )
     rate = summary.bodies / summary.seconds if summary.seconds else 0.0
@@ -71,7 +68,7 @@ def cmd_backfill_files(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from consumer.worker import Worker
+    from consumer.live.worker import Worker
 
     worker = Worker(settings, _warehouse(settings), _rules(settings),
                     stop_when_idle_s=args.stop_when_idle)
@@ -79,8 +76,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.eventhub import eventhub_name
-    from consumer.publish import publish
+    from consumer.eventhub.clients import eventhub_name
+    from consumer.eventhub.publish import publish
 
     hub = eventhub_name(settings.eventhub)
     summary = publish([Path(p) for p in args.paths], settings.eventhub,
@@ -95,7 +92,8 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.query import connect, format_csv, format_json, format_table, run_query
+    from consumer.query.connection import connect, run_query
+    from consumer.query.formats import format_csv, format_json, format_table
 
     con = connect(settings.warehouse.path)
     try:
@@ -108,7 +106,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_views(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.query import connect, describe_views
+    from consumer.query.connection import connect, describe_views
 
     con = connect(settings.warehouse.path)
     try:
@@ -191,20 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # numpy's OpenBLAS starts a thread per core at import that spins ~0.1 s of CPU for
-    # nothing (amlwh does no linear algebra): measured 0.23 -> 0.13 s user per process
-    # importing consumer.backfill, paid by the parent and every decode process (which
-    # inherit the environment). Set before anything imports numpy; an explicit value wins.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    # Arrow allocates through glibc, in every command and in the backfill's decode processes
-    # (they inherit the environment). pa.set_memory_pool changes only pyarrow's own default:
-    # the Parquet writer and compute kernels allocate from Arrow's C++ default pool, mimalloc
-    # unless this variable says otherwise before pyarrow is first imported (just below).
-    # Measured on the live worker (bench_worker, same-session A/B): throughput ratio
-    # 0.82 -> 0.87 with 91 -> 82 us/event, RSS under load 292 -> 271 MB, lifetime peak
-    # 344 -> 308 MB. The decode processes had it already: memory they free is reused by
-    # the next chunk (consumer.backfill._decode_worker_setup).
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    prepare_environment()  # before anything imports numpy or pyarrow (consumer/tuning.py)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -214,21 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     # The Azure SDKs log every link and retry at INFO; keep their warnings only.
     for noisy in ("azure", "uamqp"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    from consumer.errors import BackfillInputError, QueryRefused, WarehouseWriteError
-
     try:
         config_path = args.config if args.config is not None else DEFAULT_CONFIG
         settings = load_settings(config_path, required=args.config is not None)
         return args.handler(args, settings)
-    except ConfigError as exc:
-        print(f"amlwh: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except (QueryRefused, BackfillInputError) as exc:
-        print(f"amlwh: {exc}", file=sys.stderr)
-        return 2
-    except WarehouseWriteError as exc:
-        print(f"amlwh: {exc}", file=sys.stderr)
-        return 1
+    except AmlwhError as exc:
+        label = f"{exc.label}: " if exc.label else ""
+        print(f"amlwh: {label}{exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("amlwh: interrupted", file=sys.stderr)
         return 130

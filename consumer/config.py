@@ -9,13 +9,19 @@ print, and are meant to come from env or Azure credentials, not the file.
 from __future__ import annotations
 
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from pydantic_settings import TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
+from consumer.errors import ConfigError
 from transforms.records import AML_EVENT_TYPES
 
 _SECTION = ConfigDict(extra="forbid", frozen=True)
@@ -72,8 +78,6 @@ class EventHubSettings(BaseModel):
     def _position(cls, value: str) -> str:
         if value.lower() in ("earliest", "latest"):
             return value.lower()
-        from datetime import datetime
-
         try:
             datetime.fromisoformat(value)
         except ValueError:
@@ -129,10 +133,6 @@ class Settings(BaseSettings):
     ordering: OrderingSettings = OrderingSettings()
     writer: WriterSettings = WriterSettings()
     metrics: MetricsSettings = MetricsSettings()
-
-
-class ConfigError(Exception):
-    """A configuration mistake, worded for the operator."""
 
 
 def _env_name(loc: tuple) -> str:

@@ -1,17 +1,42 @@
 """Errors that end a command with a message for the operator instead of a traceback.
 
-They live apart from the modules that raise them so that the CLI can catch them without
-importing DuckDB, Arrow and the decoder for every command (`amlwh --help` and a backfill
-do not load DuckDB)."""
+Every one derives from AmlwhError, which carries the process exit code; `cli.main`
+catches the root once. They live apart from the modules that raise them so that the
+CLI can catch them without importing DuckDB, Arrow and the decoder for every command.
+Anything else that escapes a command is a bug and keeps its traceback.
+"""
 
 
-class BackfillInputError(ValueError):
+class AmlwhError(Exception):
+    """Root of the operator-facing errors: str(error) says what was wrong, where, and
+    what to do."""
+
+    exit_code = 1
+    label = ""  # printed before the message ("amlwh: <label>: <message>")
+
+
+class ConfigError(AmlwhError):
+    """A configuration mistake: a key, a file or a missing credential."""
+
+    exit_code = 2
+    label = "configuration error"
+
+
+class BackfillInputError(AmlwhError):
     """A path that cannot be backfilled (missing, unreadable, unknown kind)."""
 
+    exit_code = 2
 
-class QueryRefused(ValueError):
+
+class QueryRefused(AmlwhError):
     """The statement would write, or is not a single read-only statement."""
 
+    exit_code = 2
 
-class WarehouseWriteError(RuntimeError):
+
+class WarehouseWriteError(AmlwhError):
     """The warehouse path cannot take the flush; nothing of it was acknowledged."""
+
+
+class DecodeProcessError(AmlwhError):
+    """A backfill decode process failed or died; the message says which and why."""

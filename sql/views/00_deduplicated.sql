@@ -4,7 +4,7 @@
 -- public view reads through these, which is what makes results exactly-once.
 -- The earliest committed copy wins; the ordering is total so the choice is stable.
 -- `provisional` rows (events still in a live worker's reorder buffer, see
--- consumer/provisional.py) count only while no committed copy exists.
+-- consumer/live/provisional.py) count only while no committed copy exists.
 CREATE VIEW raw_events AS
 SELECT * FROM store.raw_events
 QUALIFY row_number() OVER (

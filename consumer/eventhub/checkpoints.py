@@ -1,0 +1,61 @@
+"""The SDK's BlobCheckpointStore, built from settings (connection string or Azure credentials),
+and the worker's retry rule for checkpoint writes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+from azure.core.exceptions import AzureError
+
+from consumer.config import CheckpointSettings
+from consumer.errors import ConfigError
+
+_BACKOFF_S = (0.5, 30.0)  # first and largest delay between checkpoint retries
+# The blob SDK retries an unreachable store for ~80 s (15 s first backoff) while the worker
+# holds its flush lock: bound one attempt and let our own backoff retry it.
+CHECKPOINT_TIMEOUT_S = 5.0
+# What a checkpoint write may fail with when storage is slow or away; anything else is
+# a bug and stops the worker (nothing past the last good checkpoint is lost by that).
+TRANSIENT_STORAGE_ERRORS = (AzureError, asyncio.TimeoutError, OSError)
+
+
+# The blob SDK's default retries keep one call against unreachable storage busy for
+# ~80 s. Ownership renewal and checkpoints run on a schedule and retry on the next
+# round anyway, and a renewal stuck that long lets other workers take our partitions:
+# fail fast (~7-10 s) instead.
+_RETRY = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1}
+
+
+def checkpoint_store(settings: CheckpointSettings):
+    from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+
+    if settings.connection_string is not None:
+        return BlobCheckpointStore.from_connection_string(
+            settings.connection_string.get_secret_value(), container_name=settings.container, **_RETRY)
+    if settings.account_url:
+        from azure.identity.aio import DefaultAzureCredential
+
+        return BlobCheckpointStore(
+            blob_account_url=settings.account_url, container_name=settings.container,
+            credential=DefaultAzureCredential(), **_RETRY)
+    raise ConfigError(
+        "no checkpoint storage: set AMLWH_CHECKPOINT__CONNECTION_STRING, or [checkpoint] "
+        "account_url (env AMLWH_CHECKPOINT__ACCOUNT_URL) to use Azure credentials"
+    )
+
+
+@dataclass
+class RetryState:
+    """One partition's checkpoint retries: exponential backoff with jitter."""
+
+    failures: int = 0
+    next_attempt_us: int = 0
+
+    def failed(self, now_us: int) -> float:
+        self.failures += 1
+        low, high = _BACKOFF_S
+        delay = min(high, low * 2 ** (self.failures - 1)) * random.uniform(0.5, 1.0)  # jitter
+        self.next_attempt_us = now_us + int(delay * 1e6)
+        return delay

@@ -1,0 +1,94 @@
+"""Event Hubs client construction: SAS connection string or Azure credentials.
+
+The only place that knows how settings turn into SDK clients, so `publish`,
+`run` and the benchmarks authenticate the same way; also how the worker reads
+a received EventData.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from consumer.config import EventHubSettings
+from consumer.errors import ConfigError
+
+
+def _entity_in(connection_string: str) -> str | None:
+    for part in connection_string.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "entitypath" and value:
+            return value
+    return None
+
+
+def eventhub_name(settings: EventHubSettings) -> str:
+    """The event hub to use: [eventhub] name, else the connection string's EntityPath."""
+    secret = settings.connection_string
+    name = settings.name or (_entity_in(secret.get_secret_value()) if secret else None)
+    if not name:
+        raise ConfigError(
+            "no event hub named: set [eventhub] name (env AMLWH_EVENTHUB__NAME) or include "
+            "EntityPath=<hub> in AMLWH_EVENTHUB__CONNECTION_STRING"
+        )
+    return name
+
+
+def _auth(settings: EventHubSettings) -> tuple[str, dict[str, Any]]:
+    if settings.connection_string is not None:
+        return "connection_string", {"conn_str": settings.connection_string.get_secret_value()}
+    if settings.fully_qualified_namespace:
+        from azure.identity.aio import DefaultAzureCredential
+
+        return "credential", {
+            "fully_qualified_namespace": settings.fully_qualified_namespace,
+            "credential": DefaultAzureCredential(),
+        }
+    raise ConfigError(
+        "no Event Hubs credentials: set AMLWH_EVENTHUB__CONNECTION_STRING (SAS), or "
+        "[eventhub] fully_qualified_namespace (env AMLWH_EVENTHUB__FULLY_QUALIFIED_NAMESPACE) "
+        "to use Azure credentials (managed identity, workload identity, az login)"
+    )
+
+
+def producer_client(settings: EventHubSettings, **kwargs: Any):
+    from azure.eventhub.aio import EventHubProducerClient
+
+    mode, auth = _auth(settings)
+    name = eventhub_name(settings)
+    if mode == "connection_string":
+        return EventHubProducerClient.from_connection_string(eventhub_name=name, **auth, **kwargs)
+    return EventHubProducerClient(eventhub_name=name, **auth, **kwargs)
+
+
+def consumer_client(settings: EventHubSettings, **kwargs: Any):
+    from azure.eventhub.aio import EventHubConsumerClient
+
+    mode, auth = _auth(settings)
+    name = eventhub_name(settings)
+    group = settings.consumer_group
+    if mode == "connection_string":
+        return EventHubConsumerClient.from_connection_string(
+            eventhub_name=name, consumer_group=group, **auth, **kwargs)
+    return EventHubConsumerClient(eventhub_name=name, consumer_group=group, **auth, **kwargs)
+
+
+def starting_position(value: str):
+    if value == "earliest":
+        return "-1"
+    if value == "latest":
+        return "@latest"
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def enqueued_us(event) -> int | None:
+    # the annotation EventData.enqueued_time reads (ms since the epoch), without building
+    # a datetime per event on the event loop
+    ms = event.raw_amqp_message.annotations.get(b"x-opt-enqueued-time")
+    return None if not ms else int(ms) * 1000
+
+
+def event_body(event) -> bytes:
+    body = event.body
+    return body if isinstance(body, bytes) else b"".join(body)
