@@ -10,7 +10,7 @@ from pathlib import Path
 from consumer.clock import wall_us
 from consumer.config import Settings, load_settings
 from consumer.errors import AmlwhError
-from consumer.tuning import prepare_environment
+from consumer.tuning import prepare_environment, tune_live_worker
 
 log = logging.getLogger("amlwh")
 DEFAULT_CONFIG = Path("config.toml")
@@ -70,6 +70,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     from consumer.live.worker import Worker
 
+    tune_live_worker()  # process-wide: here at the entry point, not in the Worker object
     worker = Worker(settings, _warehouse(settings), _rules(settings),
                     stop_when_idle_s=args.stop_when_idle)
     return asyncio.run(worker.run())

@@ -46,7 +46,7 @@ from consumer.live.spill import BodySpill, SpillError, sweep_spill_folders
 from consumer.storage.arrow import ArrowBatch, to_arrow
 from consumer.storage.layout import SPILL_DIR
 from consumer.storage.warehouse import ParquetWarehouse
-from consumer.tuning import release_free_memory, tune_live_worker
+from consumer.tuning import release_free_memory
 from transforms.decode import DecodeResult, DecodeRules
 
 log = logging.getLogger("amlwh.worker")
@@ -254,7 +254,6 @@ class Worker:
             self.sink.pending_rows)
 
     async def run(self) -> int:
-        tune_live_worker()
         if self.settings.metrics.port:
             serve_metrics(self.stats, self.settings.metrics.port, self.settings.metrics.host)
         eh = self.settings.eventhub
