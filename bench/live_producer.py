@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--payload-bytes", type=int, default=1620)
-    a = p.parse_args(argv)
-    out = asyncio.run(produce(a))
-    Path(a.out).write_text(json.dumps(out))
+    args = p.parse_args(argv)
+    sent = asyncio.run(produce(args))
+    Path(args.out).write_text(json.dumps(sent))  # read by worker_rss / worker_latency
     return 0
 
 

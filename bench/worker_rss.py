@@ -93,13 +93,13 @@ def run(opts: WorkerOptions, stack: Stack, work: Path) -> dict:
     return result
 
 
+_SUMMARY = ("  peak RSS ({partitions} partitions, {rate:,.0f} ev/s live): {peak_rss:.0f} MB lifetime (wait4), "
+            "{load_peak_rss:.0f} MB under load, {drain_peak_rss:.0f} MB polled while draining, {idle_rss:.0f} MB "
+            "idle; ~{kb_per_in_flight:.1f} KB per in-flight event; target < 300 MB")
+
+
 def summary_lines(mem: dict) -> list[str]:
-    return [
-        f"  peak RSS ({mem['partitions']} partitions, {mem['rate']:,.0f} ev/s live): {mem['peak_rss']:.0f} MB "
-        f"lifetime (wait4), {mem['load_peak_rss']:.0f} MB under load, {mem['drain_peak_rss']:.0f} MB polled "
-        f"while draining, {mem['idle_rss']:.0f} MB idle; ~{mem['kb_per_in_flight']:.1f} KB per in-flight "
-        f"event; target < 300 MB",
-    ]
+    return [_SUMMARY.format(**mem)]
 
 
 def markdown(mem: dict) -> list[str]:
