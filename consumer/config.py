@@ -111,7 +111,7 @@ class WriterSettings(BaseModel):
     # becomes durable (and checkpointed) without waiting out max_seconds
     idle_flush_s: float = Field(0.5, gt=0)
     # at every flush, also write the events the reorder buffers took since the last flush
-    # as provisional files, so queries see events within a flush of arrival (consumer/provisional.py)
+    # as provisional files, so queries see events within a flush of arrival (consumer/live/provisional.py)
     provisional: bool = True
 
 

@@ -22,7 +22,7 @@ written. To keep that provable it takes a narrow grammar and refuses the rest:
   - tag map values are strings, integers that fit 64 bits (not -0), true, false or null:
     no floats (orjson rewrites them), no nested maps or lists; no key twice;
   - every string is decoded as strict UTF-8, so bytes orjson rejects are refused here.
-A differential property test (tests/unit/test_linescan.py) holds every line it takes to
+A differential property test (tests/transforms/test_linescan.py) holds every line it takes to
 the Python fast path's rows.
 
 Each tuple: (is_run_completed, is_cloudevents, id, resource, subject, time, data_version,

@@ -40,7 +40,7 @@ from transforms.records import (
     Origin,
 )
 
-# Dead-letter reasons, for the README and for operators filtering dead_letters.
+# Dead-letter reasons, for docs/decoding.md and for operators filtering dead_letters.
 DEAD_LETTER_REASONS: dict[str, str] = {
     "empty_body": "the message body is empty",
     "invalid_json": "the body is not UTF-8 JSON",

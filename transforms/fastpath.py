@@ -19,7 +19,7 @@ all, with the same rows.
 So the fast path decides only *whether* it may take a line; whenever a check
 fails, it gives the line back untouched, and the general decoder's answer (event,
 dead letter or ignored row, with its wording) is the answer. A differential
-property test (tests/unit/test_fastpath_lines.py) holds the two paths to
+property test (tests/transforms/test_fastpath_lines.py) holds the two paths to
 identical rows for arbitrary and mutated lines.
 """
 

@@ -58,7 +58,7 @@ is itself held — pinning `oldest_sequence` — until the partition idles (the
 cap never picks it: it is the newest). Callers should push a clamped ordering
 time, e.g. min(event time, enqueued time + allowed skew).
 
-Guarantees (see tests/unit/test_ordering.py): nothing lost or duplicated;
+Guarantees (see tests/transforms/test_ordering.py): nothing lost or duplicated;
 each batch sorted; per subject, unflagged items leave in non-decreasing
 (event_time, rank, sequence) order; with disorder bounded by the lateness and
 no cap or idle release, nothing is flagged.

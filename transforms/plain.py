@@ -8,7 +8,7 @@ running it: the same values, tag maps as they are, an int modelVersion as its
 text. These checks recognize exactly that case and nothing more; any other value
 (a number where text belongs, an empty id, a time that does not parse) returns
 None and the pydantic model decides, as it always does on the general path. A
-property test holds every answer here to the model's (tests/unit/test_plain_data.py).
+property test holds every answer here to the model's (tests/transforms/test_plain_data.py).
 
 Callers must first know that `data`'s keys are canonical (decode.canonical_data_keys):
 these read the camelCase spellings only. The tuples carry the models' attribute

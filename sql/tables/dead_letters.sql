@@ -1,7 +1,7 @@
 -- Bodies (or array elements) that could not become valid events.
 CREATE TABLE dead_letters (
     dedupe_key BIGINT NOT NULL,          -- hash of the coordinates, index and reason
-    reason VARCHAR NOT NULL,             -- machine-readable, see README "Dead letters"
+    reason VARCHAR NOT NULL,             -- machine-readable, see docs/decoding.md
     error VARCHAR NOT NULL,
     payload BLOB NOT NULL,               -- the raw bytes
     payload_text VARCHAR,                -- the same bytes as text when they are UTF-8

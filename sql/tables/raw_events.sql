@@ -11,7 +11,7 @@ CREATE TABLE raw_events (
     event_time TIMESTAMPTZ NOT NULL,
     time_source VARCHAR NOT NULL,        -- event | enqueued (the event carried no time)
     data_version VARCHAR,
-    quirks VARCHAR,                      -- comma-separated normalizations applied (see README)
+    quirks VARCHAR,                      -- comma-separated normalizations applied (docs/decoding.md)
     late BOOLEAN NOT NULL,               -- released after newer events of its subject
     payload VARCHAR NOT NULL,            -- the event's JSON
     -- where the message came from (Event Hubs partition or file line) and when it was stored

@@ -1,7 +1,7 @@
 -- The Azure Monitor workspace metrics that events can reproduce, per UTC minute.
 -- Run metrics count runs entering a status in that minute (run_status_history),
 -- with the dimensions Azure Monitor uses; model metrics count events.
--- Not reproducible (README "monitor_metrics"): Errors, Warnings, Model Register
+-- Not reproducible (docs/views.md, monitor_metrics): Errors, Warnings, Model Register
 -- Failed, Model Deploy Started/Failed, and the quota/resource/traffic metrics.
 CREATE VIEW monitor_metrics AS
 WITH metric_names(status, metric) AS (

@@ -1,4 +1,4 @@
-"""Commit order and durability (consumer/durable.py): every file is fsynced before it is
+"""Commit order and durability (consumer/storage/durable.py): every file is fsynced before it is
 renamed into place, and every fact table is durably in place before any raw_events file is
 renamed in, also when the commit fails half-way."""
 
