@@ -4,7 +4,9 @@
     python -m devstack down --dir .stack
 
 `up` returns once the hub and Azurite accept connections, and writes DIR/pids (what `down`
-kills, and nothing else) and DIR/env (shell `export` lines with the worker's settings).
+kills) and DIR/env (shell `export` lines with the worker's settings). `down` also stops the
+hubs and Azurites that dead test sessions left behind (devstack/processes.py `reap_orphans`:
+only processes whose recorded owner is gone and whose command line still matches the record).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 
 from .azurite import Azurite
 from .local_hub import LocalHub
+from .processes import command_line, reap_orphans
 from .server import parse_hub_specs
 
 CHECKPOINT_CONTAINER = "checkpoints"
@@ -26,11 +29,8 @@ PROCESS_MARKERS = {"hub": "devstack.server", "azurite": "azurite"}
 
 
 def _alive(pid: int, marker: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return marker.encode() in fh.read()
-    except OSError:
-        return False
+    cmdline = command_line(pid)
+    return cmdline is not None and bool(marker) and marker in cmdline
 
 
 def _read_pids(stack_dir: str) -> dict[str, int]:
@@ -79,6 +79,9 @@ def up(args: argparse.Namespace) -> int:
         return 1
     with open(os.path.join(stack_dir, "pids"), "w") as fh:
         fh.write(f"hub {hub.pid}\nazurite {azurite.pid}\n")
+    # they outlive this process on purpose: DIR/pids owns them now, not the orphan registry
+    hub.detach()
+    azurite.detach()
     first_hub = specs[0][0]
     env = {
         "AMLWH_EVENTHUB__CONNECTION_STRING": hub.connection_string(first_hub),
@@ -104,6 +107,10 @@ def down(args: argparse.Namespace) -> int:
         except FileNotFoundError:
             pass
     print(f"local stack stopped ({', '.join(f'{n} {p}' for n, p in pids.items()) or 'nothing was running'})")
+    orphans = reap_orphans()
+    if orphans:
+        print(f"stopped {len(orphans)} process(es) left behind by dead test sessions: "
+              + ", ".join(f"{o['kind']} {o['pid']} (owner {o['owner']})" for o in orphans))
     return 0
 
 
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--dir", default=".stack")
     p_up.add_argument("--hubs", default="eh1:4", help="comma-separated NAME:PARTITIONS (first one goes to env)")
     p_up.add_argument("--persist-dir", default=None, help="keep hub events here across restarts")
-    p_down = sub.add_parser("down", help="stop exactly the processes `up` started")
+    p_down = sub.add_parser("down", help="stop the processes `up` started, and orphans of dead test sessions")
     p_down.add_argument("--dir", default=".stack")
     args = parser.parse_args(argv)
     return up(args) if args.command == "up" else down(args)

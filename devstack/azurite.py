@@ -63,6 +63,8 @@ class Azurite(ChildProcess):
                                           start_new_session=True)
         finally:
             log.close()
+        # recorded until stop(), so a reaper stops it if this process dies first
+        self._track("azurite", ["azurite", "--location", self.location])
         if not wait_for_port(self.host, self.port, START_TIMEOUT_S, self._proc):
             self.stop()
             with open(self.log_path, errors="replace") as fh:
@@ -74,6 +76,7 @@ class Azurite(ChildProcess):
             return
         terminate(self._proc, 10, group=True)  # azurite-blob is a node script: stop its group
         self._proc = None
+        self._untrack()
 
     def cleanup(self) -> None:
         self.stop()

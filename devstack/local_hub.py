@@ -66,6 +66,8 @@ class LocalHub(ChildProcess):
                                           stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             log.close()
+        # recorded until stop()/kill(), so a reaper stops it if this process dies first
+        self._track("hub", ["devstack.server", ready])
         deadline = time.monotonic() + START_TIMEOUT_S
         while not os.path.exists(ready):
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -83,6 +85,7 @@ class LocalHub(ChildProcess):
             return
         terminate(self._proc, timeout)
         self._proc = None
+        self._untrack()
 
     def kill(self) -> None:
         """Crash the hub (SIGKILL): no goodbye to clients."""
@@ -91,6 +94,7 @@ class LocalHub(ChildProcess):
                 self._proc.kill()
             self._proc.wait()
             self._proc = None
+            self._untrack()
 
     def cleanup(self) -> None:
         """Stop and remove the work directory this object created (logs, ready file)."""

@@ -7,23 +7,52 @@
 - make_hub: factory for hubs with other partition counts / consumer groups.
 - checkpoint_container: a new empty container on azurite.
 - local_hub_factory: private LocalHubs (for tests that kill, restart or persist a hub).
+
+Hubs and Azurites run in process groups of their own and are recorded while they run
+(devstack/processes.py): a session first stops those that dead sessions left behind (their
+pytest was SIGKILLed or crashed), and at its end stops any of its own still running.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 import uuid
 
 import pytest
 
 from .azurite import Azurite
 from .local_hub import LocalHub
+from .processes import reap_orphans
 
 _counter = itertools.count()
 
 
 def _unique(prefix: str) -> str:
     return f"{prefix}{next(_counter)}-{uuid.uuid4().hex[:8]}"
+
+
+def _report(config, what: str, stopped: list[dict]) -> None:
+    if not stopped:
+        return
+    line = f"devstack: stopped {len(stopped)} {what}: " + ", ".join(
+        f"{e['kind']} pid {e['pid']} (owner {e['owner']})" for e in stopped)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+    else:
+        print(line, file=sys.stderr)
+
+
+def pytest_sessionstart(session):
+    # hubs and Azurites whose pytest died (SIGKILL, crash) before its fixtures could stop them
+    _report(session.config, "process(es) left behind by dead test sessions", reap_orphans())
+
+
+def pytest_unconfigure(config):
+    # anything this session started and did not stop (a test that forgot cleanup())
+    _report(config, "process(es) this session left running", reap_orphans(owned_by=os.getpid()))
 
 
 @pytest.fixture(scope="session")

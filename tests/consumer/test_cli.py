@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -90,13 +91,44 @@ def test_missing_explicit_config_file_is_an_error(tmp_path):
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
-def test_env_overrides_config_file_and_secrets_never_print(tmp_path):
+SECRET = "SUPERSECRET"  # the SAS key in every connection string below
+CHECKPOINT_SECRET = "Q0hFQ0tQT0lOVFNFQ1JFVA=="  # an account key (base64, as the blob SDK wants)
+
+
+def test_env_overrides_config_file_and_secrets_never_print(tmp_path, local_hub):
     config = tmp_path / "config.toml"
     config.write_text(f'[warehouse]\npath = "{tmp_path / "from-file"}"\n')
+    checkpoint = {"AMLWH_CHECKPOINT__CONNECTION_STRING": (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={CHECKPOINT_SECRET};BlobEndpoint=http://127.0.0.1:1/devstoreaccount1;")}
     env = {"AMLWH_WAREHOUSE__PATH": str(tmp_path / "from-env"),
-           "AMLWH_EVENTHUB__CONNECTION_STRING": "Endpoint=sb://x/;SharedAccessKey=SUPERSECRET"}
-    amlwh("--config", str(config), "backfill", "files", str(HAND_CHECKED), env=env)
+           "AMLWH_EVENTHUB__CONNECTION_STRING": f"Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey={SECRET};"
+                                                "EntityPath=eh1", **checkpoint}
+    # Runs that hold the secrets, all with debug logging (the SDKs' too), side by side: the two
+    # `run`s spend their time in the SDK's connect retries.
+    runs = {
+        "backfill": (["-v", "--config", str(config), "backfill", "files", str(HAND_CHECKED)], env, 0,
+                     "backfill done"),
+        "unreachable hub": (["-v", "--config", str(config), "run", "--stop-when-idle", "1"],
+                            dict(env, AMLWH_EVENTHUB__CONNECTION_STRING=(
+                                f"Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey={SECRET};"
+                                "UseDevelopmentEmulator=true;EntityPath=eh1")), 1, "Event Hubs error"),
+        "rejected key": (["-v", "--config", str(config), "run", "--stop-when-idle", "1"],
+                         dict(env, AMLWH_EVENTHUB__CONNECTION_STRING=local_hub.connection_string("eh1", key=SECRET)),
+                         1, "Event Hubs rejected the credentials"),
+    }
+    with ThreadPoolExecutor(len(runs)) as pool:
+        done = {name: pool.submit(amlwh, *args, env=run_env, check=False)
+                for name, (args, run_env, _, _) in runs.items()}
+    for name, (_, _, code, says) in runs.items():
+        proc = done[name].result()
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == code and says in output, f"{name}: exit {proc.returncode}\n{output[-3000:]}"
+        if name != "backfill":  # (the backfill has nothing to say at debug level)
+            assert " DEBUG " in proc.stderr, f"{name}: no debug logging\n{output[-3000:]}"
+        assert SECRET not in output and CHECKPOINT_SECRET not in output, f"{name} printed a secret"
     assert (tmp_path / "from-env" / "raw_events").is_dir() and not (tmp_path / "from-file").exists()
+
     import os
 
     from consumer.config import load_settings
@@ -108,8 +140,9 @@ def test_env_overrides_config_file_and_secrets_never_print(tmp_path):
     finally:
         os.environ.clear()
         os.environ.update(old)
-    assert "SUPERSECRET" not in repr(settings) and "SUPERSECRET" not in str(settings.model_dump())
-    assert settings.eventhub.connection_string.get_secret_value().endswith("SUPERSECRET")
+    for secret in (SECRET, CHECKPOINT_SECRET):
+        assert secret not in repr(settings) and secret not in str(settings.model_dump())
+    assert settings.eventhub.connection_string.get_secret_value().endswith(f"SharedAccessKey={SECRET};EntityPath=eh1")
 
 
 @pytest.mark.parametrize("env, says", [

@@ -25,12 +25,29 @@ VIEWS = ("runs", "run_status_history", "run_durations", "failure_rates", "monito
          "deployments", "drift")
 
 
+PARTS = 12  # input files of the crash test: one decode chunk and one commit each
+
+
 @pytest.fixture(scope="module")
 def stream_file(tmp_path_factory) -> tuple[Path, object]:
     stream = generate(1500, seed=99, payload_bytes=1200)
     path = tmp_path_factory.mktemp("stream") / "stream.ndjson"
     path.write_bytes(b"\n".join(disorder(stream.bodies, seed=3)) + b"\n")
     return path, stream
+
+
+@pytest.fixture(scope="module")
+def stream_parts(stream_file) -> tuple[Path, object]:
+    """The same stream as PARTS files of ~0.9 MB: a backfill reads at most one 4 MB chunk per
+    decode task (backfill/blocks.py), so the 10 MB file alone would be 3 commits, over within a
+    second; in parts it is one commit per file, so kills land with most of the work still ahead."""
+    path, stream = stream_file
+    lines = path.read_bytes().splitlines()
+    folder = path.parent / "parts"
+    folder.mkdir()
+    for n in range(PARTS):
+        (folder / f"part-{n:02d}.ndjson").write_bytes(b"\n".join(lines[n::PARTS]) + b"\n")
+    return folder, stream
 
 
 def start_backfill(path: Path, warehouse: Path, batch_rows: int, workers: int) -> subprocess.Popen:
@@ -54,29 +71,47 @@ def committed_files(warehouse: Path) -> list[Path]:
     return sorted(warehouse.rglob("*.parquet"))
 
 
+def stored_rows(warehouse: Path) -> int:
+    return ds.dataset(warehouse / "raw_events", format="parquet", partitioning="hive").count_rows()
+
+
+def kill_after_new_files(proc: subprocess.Popen, raw_events: Path, new: int, timeout: float = 120) -> int:
+    """SIGKILL the backfill once `new` more raw_events files are committed than when it started;
+    fail if it finished (or stalled) first. Returns the number of files at the kill."""
+    wanted = len(committed_files(raw_events)) + new
+    deadline = time.monotonic() + timeout
+    while (have := len(committed_files(raw_events))) < wanted:
+        if proc.poll() is not None:
+            raise AssertionError(f"the backfill exited ({proc.returncode}) with {have} raw_events files, before "
+                                 f"the kill point at {wanted}: {proc.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"only {have} of the {wanted} raw_events files after {timeout}s")
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(30) == -signal.SIGKILL, f"the backfill exited ({proc.returncode}) before the SIGKILL landed"
+    return have
+
+
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "decode-processes"])
-def test_sigkill_mid_backfill_then_rerun_equals_a_clean_run_and_the_truth(tmp_path, stream_file, workers):
-    path, stream = stream_file
+def test_sigkill_mid_backfill_then_rerun_equals_a_clean_run_and_the_truth(tmp_path, stream_parts, workers):
+    path, stream = stream_parts
     clean = tmp_path / "clean"
     amlwh("backfill", "files", str(path), env={"AMLWH_WAREHOUSE__PATH": str(clean)})
+    total_files, total_rows = len(committed_files(clean / "raw_events")), stored_rows(clean)
 
     crashed = tmp_path / "crashed"
-    kills = 0
-    for attempt in range(3):  # kill at three different points, each after some commits
+    kills = []
+    for attempt in range(3):  # kill at three different points, each after commits of its own
+        # (1, 4, 7 new files: one commit writes a file per event date, so at least one commit each)
         proc = start_backfill(path, crashed, batch_rows=400, workers=workers)
-        deadline = time.monotonic() + 60
-        wanted = 1 + attempt * 3  # raw_events files: whole flushes committed
-        while len(committed_files(crashed / "raw_events")) < wanted and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        killed = proc.wait() == -signal.SIGKILL
-        kills += killed
+        files = kill_after_new_files(proc, crashed / "raw_events", new=1 + attempt * 3)
         for file in committed_files(crashed):  # every visible file is complete
             pq.read_metadata(file)
-        if attempt == 0:
-            assert killed, "the first attempt finished before it could be killed"
-            stored = ds.dataset(crashed / "raw_events", format="parquet", partitioning="hive").count_rows()
-            assert 0 < stored < ds.dataset(clean / "raw_events", format="parquet", partitioning="hive").count_rows()
+        kills.append((files, stored_rows(crashed)))
+        assert kills[-1][1] < total_rows, f"attempt {attempt} was killed after its last commit: {kills}"
+    assert 0 < kills[0][1] < kills[1][1] < kills[2][1], kills  # each attempt stored more before its kill
+    print(f"\nkilled at (raw_events files, rows): {kills}; a clean run: {(total_files, total_rows)}")
     amlwh("backfill", "files", str(path), env={"AMLWH_WAREHOUSE__PATH": str(crashed)})
 
     assert view_rows(crashed) == view_rows(clean)

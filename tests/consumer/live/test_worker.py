@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 
 import pytest
 
 from consumer.query.connection import connect
 from devstack.sdk_helpers import send_events
 from devstack.synth import FOREIGN_WORKSPACE, WORKSPACE, disorder, generate, poison_lines
-from tests.support.worker import start_worker, stop_worker, wait_for_events, worker_env
+from tests.support.events import run_event
+from tests.support.worker import log_tail, start_worker, stop_worker, wait_for_claims, wait_for_events, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +32,24 @@ def stored_runs(warehouse):
         return None if ts is None else round(ts.timestamp() * 1e6)
 
     return {r[0]: (r[1], us(r[2]), us(r[3])) for r in rows}
+
+
+def messages_received(metrics_port: int) -> int:
+    """amlwh_messages_received_total over all partitions, from the worker's metrics endpoint."""
+    scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    return int(sum(float(line.split()[-1]) for line in scraped.splitlines()
+                   if line.startswith("amlwh_messages_received_total{")))
+
+
+def wait_until(predicate, timeout: float, what: str, proc=None, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode} waiting for {what}:\n"
+                                 f"{log_tail(proc.log_path)}")
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(interval)
+    return value
 
 
 def test_worker_end_to_end_then_graceful_stop(tmp_path, local_hub, make_hub, azurite, checkpoint_container):
@@ -54,8 +74,7 @@ def test_worker_end_to_end_then_graceful_stop(tmp_path, local_hub, make_hub, azu
                      AMLWH_METRICS__PORT=str(metrics_port), AMLWH_METRICS__HOST="127.0.0.1")
     proc = start_worker(env, tmp_path / "worker.log")
     try:
-        assert wait_for_events(warehouse, distinct, timeout=60, proc=proc) == distinct
-        import urllib.request
+        assert wait_for_events(warehouse, distinct, timeout=180, proc=proc) == distinct
         scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         received = sum(float(line.split()[-1]) for line in scraped.splitlines()
                        if line.startswith("amlwh_messages_received_total{"))
@@ -82,15 +101,24 @@ def test_worker_end_to_end_then_graceful_stop(tmp_path, local_hub, make_hub, azu
 
     assert f"received {len(bodies) + len(poison)} message(s)" in log
 
-    # graceful stop checkpointed everything: a restart re-reads nothing
+    # graceful stop checkpointed everything: a restart re-reads nothing. Every partition is
+    # claimed (the SDK reads a partition's checkpoint before it reports the claim) and receiving
+    # (its link attached); then one new message per partition. A partition delivers in order, so
+    # once the worker has received those 4, anything it would re-read came before them: it must
+    # have received exactly 4.
     proc = start_worker(env, tmp_path / "worker2.log")
     try:
-        time.sleep(8)  # claims partitions, resumes after the checkpoints, receives nothing
+        wait_for_claims(proc, 4, timeout=60)
+        local_hub.wait_for_consumers(hub, 4, timeout=60)
+        sentinels = [run_event(f"after-restart-{p}", "Running", "2026-01-01T00:00:00Z", workspace=FOREIGN_WORKSPACE)
+                     for p in range(4)]
+        for p, body in enumerate(sentinels):
+            asyncio.run(send_events(local_hub.connection_string(hub), [body], partition_id=str(p)))
+        wait_until(lambda: messages_received(metrics_port) >= 4, 60, "the 4 new messages", proc)
     finally:
         assert stop_worker(proc) == 0
     log = (tmp_path / "worker2.log").read_text()
-    assert "received 0 message(s)" in log, log
-    assert "partition 0 claimed" in log
+    assert "stopped: flushed and checkpointed 4 partition(s); received 4 message(s)" in log, log
 
 
 def test_live_worker_and_files_backfill_give_identical_views(tmp_path, local_hub, make_hub, azurite,
@@ -132,17 +160,11 @@ def test_buffered_events_are_visible_at_once_as_provisional_rows(tmp_path, local
     within a flush; a graceful stop commits it and leaves the provisional files empty."""
     from datetime import datetime, timedelta, timezone
 
-    from tests.support.events import run_event
-
     hub = make_hub(2)
     warehouse = tmp_path / "wh"
     env = worker_env(local_hub.connection_string(hub), azurite.connection_string, checkpoint_container,
                      warehouse, AMLWH_ORDERING__MAX_LATENESS_S="30", AMLWH_WRITER__MAX_SECONDS="1")
     proc = start_worker(env, tmp_path / "worker.log")
-    now = datetime.now(timezone.utc)
-    at = [(now + timedelta(seconds=s)).isoformat() for s in range(3)]
-    bodies = [run_event("live-1", "Running", at[0]), run_event("live-1", "Completed", at[1]),
-              run_event("live-2", "Queued", at[2])]
 
     def view(sql):
         con = connect(warehouse)
@@ -151,19 +173,34 @@ def test_buffered_events_are_visible_at_once_as_provisional_rows(tmp_path, local
         finally:
             con.close()
 
+    def runs_and_committed():
+        """The runs view, then how many events are committed (released by the reorder buffer)
+        after it was read: 0 means the runs shown were all still buffered."""
+        if not (warehouse / "_provisional").is_dir():
+            return [], 0
+        con = connect(warehouse)
+        try:
+            runs = con.execute("SELECT run_id, status FROM runs ORDER BY run_id").fetchall()
+            return runs, con.execute("SELECT count(*) FROM raw_events WHERE NOT provisional").fetchone()[0]
+        finally:
+            con.close()
+
     try:
-        time.sleep(3)  # both partitions claimed
-        sent = time.monotonic()
+        wait_for_claims(proc, 2, timeout=60)
+        local_hub.wait_for_consumers(hub, 2, timeout=60)
+        now = datetime.now(timezone.utc)
+        at = [(now + timedelta(seconds=s)).isoformat() for s in range(3)]
+        bodies = [run_event("live-1", "Running", at[0]), run_event("live-1", "Completed", at[1]),
+                  run_event("live-2", "Queued", at[2])]
         asyncio.run(send_events(local_hub.connection_string(hub), bodies))
-        seen = []
-        while time.monotonic() - sent < 20 and len(seen) < 2:
-            time.sleep(0.3)
-            if (warehouse / "_provisional").is_dir():
-                seen = view("SELECT run_id, status FROM runs ORDER BY run_id")
-        visible_after = time.monotonic() - sent
+
+        def shown():  # both runs show as sent, or the reorder buffer released something (too late)
+            runs, committed = runs_and_committed()
+            return (runs, committed) if runs == [("live-1", "Completed"), ("live-2", "Queued")] or committed else None
+
+        seen, committed = wait_until(shown, 120, "the runs to show", proc)
         assert seen == [("live-1", "Completed"), ("live-2", "Queued")]
-        assert visible_after < 15  # well inside the 30 s the reorder buffer holds them
-        assert view("SELECT count(*) FROM raw_events WHERE NOT provisional") == [(0,)]  # still buffered
+        assert committed == 0, "shown only once the reorder buffer had released them, not while it held them"
     finally:
         assert stop_worker(proc) == 0
     assert view("SELECT run_id, status FROM runs ORDER BY run_id") == seen
