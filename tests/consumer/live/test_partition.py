@@ -144,3 +144,41 @@ def test_ready_mark_never_passes_a_buffered_event(steps):
     final = p.confirm_durable()
     assert (final.sequence_number if final else 0) == seq
     assert not p.unconfirmed
+
+
+def _us(iso: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso).timestamp() * SECOND)
+
+
+def test_an_event_stamped_far_ahead_is_ordered_at_enqueued_plus_skew_and_does_not_pin_the_partition():
+    """A producer clock two hours fast: the event orders as enqueued + max_future_skew (5 min),
+    so later events on time neither go late nor wait behind it, and the checkpoint frontier
+    passes it once the partition's watermark passes enqueued + skew, long before its stamp."""
+    from tests.support.rows import as_dicts
+
+    p = pipeline(lateness_s=10)  # max_future_skew: 300 s
+    assert p.max_future_skew_us == 300 * SECOND
+
+    def sent(seq: int, event_time: str, enqueued: str) -> Message:
+        body = run_event(f"run-{seq}", "Running", event_time, event_id=f"e{seq}")
+        return Message(body, str(seq * 100), seq, _us(enqueued))
+
+    def released(rows) -> list[tuple[str, bool]]:
+        return [(r["event_id"], r["late"]) for r in as_dicts(rows)["raw_events"]]
+
+    rows, _ = p.accept([sent(1, "2025-01-01T10:00:00Z", "2025-01-01T10:00:00Z"),
+                        sent(2, "2025-01-01T12:00:00Z", "2025-01-01T10:00:01Z")],  # the fast clock
+                       now_us=0, ingested_us=0)
+    assert released(rows) == [("e1", False)]  # e2 holds: it orders at 10:05:01, not yet due
+    assert p.confirm_durable().sequence_number == 1
+    # on-time traffic six minutes later: the watermark (10:05:50) passes 10:05:01
+    rows, _ = p.accept([sent(3, "2025-01-01T10:06:00Z", "2025-01-01T10:06:00Z")], now_us=1, ingested_us=0)
+    assert released(rows) == [("e2", False)]  # out on time, with its real (future) event time kept
+    assert as_dicts(rows)["raw_events"][0]["event_time"] == _us("2025-01-01T12:00:00Z")
+    assert p.confirm_durable().sequence_number == 2  # the checkpoint moved past the fast event
+    rows, _ = p.accept([sent(4, "2025-01-01T10:06:30Z", "2025-01-01T10:06:30Z")], now_us=2, ingested_us=0)
+    assert released(rows) == [("e3", False)]  # in order and not late: the fast clock set no watermark
+    assert p.confirm_durable().sequence_number == 3
+    assert p.counters.late == 0 and len(p.buffer) == 1
