@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from azure.eventhub.amqp import AmqpMessageBodyType
+
 from consumer.config import EventHubSettings
 from consumer.errors import ConfigError
 
@@ -90,5 +92,13 @@ def enqueued_us(event) -> int | None:
 
 
 def event_body(event) -> bytes:
+    """The message body as bytes. Event Grid sends data sections (joined here). Any producer
+    can send an AMQP value or sequence body instead; its text stands for it, so the decoder
+    dead-letters it with its coordinates rather than the worker stopping on it at every
+    restart."""
     body = event.body
-    return body if isinstance(body, bytes) else b"".join(body)
+    if isinstance(body, bytes):
+        return body
+    if event.body_type == AmqpMessageBodyType.DATA:
+        return b"".join(body)
+    return body.encode() if isinstance(body, str) else repr(body).encode()

@@ -480,10 +480,6 @@ async def test_a_failing_provisional_write_stops_the_worker_with_a_warehouse_err
 # ---------------------------------------------------------------- bugs found (expected to fail until fixed)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: event_body() joins any non-bytes body as an iterable of bytes, so a message whose AMQP "
-    "body is a value (or sequence) section raises TypeError in _process: the worker stops without "
-    "checkpointing it, and stops again on the same message after every restart"))
 async def test_a_message_whose_amqp_body_is_not_data_is_dead_lettered_instead_of_stopping_the_worker(
         local_hub, hub1, settings_for, cp, tmp_path):
     """Any producer can put an AMQP value body on the hub (here the SDK's AmqpAnnotatedMessage).
