@@ -70,6 +70,7 @@ class FlushCycle:
         # per provisional version, events that left the buffers of partitions closed since
         # the last flush (released into the sink, or dropped with the partition)
         self._orphan_done: Counter = Counter()
+        self._deletion_at: float | None = None  # wall clock: a retired version's grace ends
 
     @property
     def burst_rows(self) -> int:
@@ -81,7 +82,7 @@ class FlushCycle:
         """Whether a flush is due, given when the last batch arrived (monotonic us)."""
         w = self.writer
         pending = self.sink.pending_rows
-        if pending >= w.max_rows:
+        if pending >= w.max_rows or self._provisional_housekeeping_due():
             return True
         now = mono_us()
         if pending and now - last_activity_us >= w.idle_flush_s * 1e6:
@@ -89,6 +90,12 @@ class FlushCycle:
         waiting = pending or any(  # ready: a failed checkpoint waits for a retry
             c.pipeline.unconfirmed or c.pipeline.ready is not None for c in self.claims.values())
         return bool(waiting) and now - self.last_flush_us >= w.max_seconds * 1e6
+
+    def _provisional_housekeeping_due(self) -> bool:
+        """Provisional versions wait for a flush to settle: those of a closed partition, and
+        retired ones past their grace. An idle worker (nothing buffered, everything
+        checkpointed) flushes for them alone, or their files would stay until traffic resumes."""
+        return bool(self._orphan_done) or (self._deletion_at is not None and wall_s() >= self._deletion_at)
 
     async def maybe_flush(self, last_activity_us: int) -> None:
         if self.due(last_activity_us) and not self._lock.locked():
@@ -114,7 +121,8 @@ class FlushCycle:
                     done.update(c.pipeline.take_done())
                 shown = (self._shown_version, fresh, done)
             try:
-                await asyncio.get_running_loop().run_in_executor(self.committer, self._commit, pending, shown)
+                self._deletion_at = await asyncio.get_running_loop().run_in_executor(
+                    self.committer, self._commit, pending, shown)
             except WarehouseWriteError as exc:
                 self.on_failure(exc, "flush failed")
                 return
@@ -126,19 +134,20 @@ class FlushCycle:
                 if not await self._checkpoint(pid, claim, mark, final=final):
                     break  # the store is failing: the others wait for the next round
 
-    def _commit(self, pending: PendingBatch, shown) -> None:
+    def _commit(self, pending: PendingBatch, shown) -> float | None:
         """In the writer thread: the batch first, then the provisional files, so an
-        event is never missing from both."""
+        event is never missing from both. Returns when a retired version may be deleted."""
         self.sink.commit(pending)
         release_free_memory()  # decode garbage the allocator's arenas would keep
         if shown is None:
-            return
+            return None
         version, fresh, done = shown
         try:
             self.provisional.publish(version, fresh, wall_s())
             self.provisional.settle(done, wall_s())  # their events are in the batch just committed
         except OSError as exc:
             raise WarehouseWriteError(self.sink.explain(exc)) from exc
+        return self.provisional.next_deletion_at()
 
     async def _checkpoint(self, pid: str, claim: Claim, mark: Mark | None, *, final: bool = False) -> bool:
         pipeline, retry = claim.pipeline, claim.retry

@@ -115,6 +115,11 @@ class ProvisionalFiles:
             self._swept = now
             self._sweep(now)
 
+    def next_deletion_at(self) -> float | None:
+        """When the oldest retired version passes its grace (the clock `settle` is given), or
+        None when none is retired: a worker with nothing else to flush settles again then."""
+        return self._retired[0][0] + self.grace_s if self._retired else None
+
     def close(self) -> None:
         """Graceful stop: everything buffered was committed, so every version goes."""
         for files in [f for f, _ in self._live.values()] + [f for _, f in self._retired]:

@@ -8,7 +8,7 @@ error log, and checkpoints nothing of the failed batch: checkpoints are read bac
 with the SDK's BlobCheckpointStore, and a restarted worker reads the batch again. Failures
 are injected by patching one step (the body reader, the decoder, the decode thread's futures,
 the idle release, the SDK's receive) or, for the warehouse, by a file in a folder's place.
-The last section holds two bugs these paths showed, as strict xfails.
+The last section holds two bugs these paths showed (both fixed since).
 """
 
 from __future__ import annotations
@@ -503,10 +503,6 @@ async def test_a_message_whose_amqp_body_is_not_data_is_dead_lettered_instead_of
     assert await cp() == {"0": 2}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: ProvisionalFiles.settle deletes retired versions only when a flush calls it, and "
-    "FlushCycle.due() wants no flush once everything is committed and checkpointed: an idle "
-    "worker keeps retired versions (and those of a partition it lost) until its next batch or stop"))
 async def test_an_idle_worker_deletes_retired_versions_after_the_grace(
         local_hub, hub1, settings_for, cp, tmp_path, short_grace):
     warehouse = tmp_path / "wh"
