@@ -16,7 +16,6 @@ environment must be set before its first import, and `amlwh --help` should not p
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import os
 import sys
@@ -74,11 +73,9 @@ def tune_decode_process() -> None:
 def _malloc_trim():
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
-    return getattr(libc, "malloc_trim", None)  # absent on musl
+    # the process's own symbols, libc's among them (find_library would run ldconfig: ~20 ms
+    # at every start of every command)
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)  # absent on musl
 
 
 _TRIM = _malloc_trim()
