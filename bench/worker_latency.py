@@ -49,7 +49,7 @@ def label_of(lateness: float | None) -> str:
 def run(opts: WorkerOptions, stack: Stack, work: Path, lateness: float | None) -> dict:
     """One setting: `lateness` None = the default max_lateness, else AMLWH_ORDERING__MAX_LATENESS_S."""
     from consumer.config import OrderingSettings
-    from consumer.query.connection import connect, execute
+    from consumer.query.connection import connect
 
     effective = OrderingSettings().max_lateness_s if lateness is None else lateness
     label = label_of(lateness)
@@ -76,7 +76,7 @@ def run(opts: WorkerOptions, stack: Stack, work: Path, lateness: float | None) -
                 break
             con = connect(warehouse)
             try:
-                for run_id, status in execute(con, "SELECT run_id, status FROM runs").fetchall():
+                for run_id, status in con.execute("SELECT run_id, status FROM runs").fetchall():
                     seen.setdefault((run_id, status), t)
             finally:
                 con.close()

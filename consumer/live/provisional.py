@@ -26,6 +26,7 @@ reading `<warehouse>/<table>/` see committed rows only.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections import Counter
@@ -39,6 +40,8 @@ from consumer.storage.arrow import OWNER_COLUMN, to_arrow
 from consumer.storage.layout import ANCHOR, PROVISIONAL_DIR
 from consumer.storage.schema import PARTITION_COLUMN, table_schemas
 from transforms.rows import EVENT_TABLES, EventRows, TableRows
+
+log = logging.getLogger("amlwh.worker")
 
 PROVISIONAL_TABLES = ("raw_events",) + EVENT_TABLES
 
@@ -108,12 +111,25 @@ class ProvisionalFiles:
                 path.unlink(missing_ok=True)
         if now - self._touched >= self.heartbeat_s:
             self._touched = now
-            for files, _ in self._live.values():
-                for path in files:
-                    os.utime(path, (now, now))  # alive: not stale for other workers' sweeps
+            self._heartbeat(now)
         if now - self._swept >= self.heartbeat_s:
             self._swept = now
             self._sweep(now)
+
+    def _heartbeat(self, now: float) -> None:
+        """Touch every live file, so other workers' sweeps see it alive. A file already gone
+        was swept by a peer while this worker stalled past `stale_s`: its events are still
+        buffered here and will be committed, so the worker goes on, the file forgotten."""
+        for version, (files, left) in list(self._live.items()):
+            alive = []
+            for path in files:
+                try:
+                    os.utime(path, (now, now))
+                    alive.append(path)
+                except FileNotFoundError:
+                    log.warning("provisional file %s was swept by another worker (this one stalled "
+                                "over %.0fs); its events show again once committed", path, self.stale_s)
+            self._live[version] = (alive, left)
 
     def next_deletion_at(self) -> float | None:
         """When the oldest retired version passes its grace (the clock `settle` is given), or

@@ -1,8 +1,17 @@
 """Read-side DuckDB connections over the Parquet warehouse, with the views.
 
-Each connection is in-memory: the stored tables are views over the Parquet
-files (schema `store`), resolved at every query, so files committed while the
-connection is open are seen by the next statement. Views come from sql/views.
+Each connection is in-memory: the stored tables are views over the Parquet files (schema
+`store`), resolved at every query, so files committed while the connection is open are seen
+by the next statement. Views come from sql/views.
+
+Provisional rows (a live worker's reorder buffers, live/provisional.py) are read once, when
+the connection is made, into memory. A worker deletes a provisional file `grace_s` after
+every event in it was committed; DuckDB opens every file it lists while it binds a view and
+again while it scans, so reading them in place failed whenever one went in between. Here a
+file listed but gone when opened is skipped, and that loses nothing: it was retired, so its
+events are in committed files, which every statement lists later. Once read, nothing can
+vanish under a statement. A connection held open sees committed rows as they land, and the
+buffered rows of the moment it was made.
 """
 
 from __future__ import annotations
@@ -10,9 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from consumer.errors import QueryRefused
-from consumer.storage.layout import PROVISIONAL_DIR, committed_glob, provisional_glob, table_dir
+from consumer.storage.layout import ANCHOR, committed_glob, provisional_dir, table_dir
 from consumer.storage.schema import PARTITION_COLUMN, table_ddl, view_sql
 
 # Statement types a query may run: nothing that writes files or changes state.
@@ -44,18 +55,31 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
         else:  # nothing stored yet: an empty table with the same columns
             con.execute(ddl.replace(f"CREATE TABLE {name}", f"CREATE TABLE mem.{name}", 1))
             committed = f"SELECT *, false AS provisional FROM mem.{name}"
-        buffered = provisional_glob(warehouse, name)
-        if buffered is not None:  # the live worker's reorder buffers (live/provisional.py)
-            committed += (
-                f" UNION ALL BY NAME SELECT *, true AS provisional "
-                f"FROM read_parquet({_sql_string(str(buffered))}, union_by_name = true)"
-            )
-        # binding the view opens every listed provisional file (union_by_name), so a file
-        # the worker deletes meanwhile fails it as it would fail a query
-        execute(con, f"CREATE VIEW store.{name} AS {committed}")
+        buffered = buffered_rows(warehouse, name)
+        if buffered is not None:
+            con.register(f"_buffered_{name}", buffered)
+            committed += f" UNION ALL BY NAME SELECT *, true AS provisional FROM _buffered_{name}"
+        con.execute(f"CREATE VIEW store.{name} AS {committed}")
     for _, sql in view_sql():
         con.execute(sql)
     return con
+
+
+def buffered_rows(warehouse: Path, name: str) -> pa.Table | None:
+    """The rows of `name` in provisional files now, or None when no worker ever wrote one
+    (no anchor). Files are unioned by column name, as versions written by another release
+    of the worker may differ; the anchor, an empty file no one deletes, gives the schema
+    when every version is gone."""
+    folder = provisional_dir(warehouse, name)
+    if not (folder / ANCHOR).exists():
+        return None
+    tables = []
+    for path in sorted(folder.glob("*.parquet")):
+        try:
+            tables.append(pq.read_table(path))
+        except FileNotFoundError:
+            continue  # retired and deleted since it was listed: its events are committed
+    return pa.concat_tables(tables, promote_options="default") if tables else None
 
 
 def check_read_only(sql: str) -> None:
@@ -74,23 +98,9 @@ def check_read_only(sql: str) -> None:
             )
 
 
-def execute(con: duckdb.DuckDBPyConnection, sql: str, attempts: int = 3) -> duckdb.DuckDBPyConnection:
-    """con.execute, retried when a provisional file vanished between listing and reading
-    (a live worker deletes superseded ones after a grace period; see live/provisional.py).
-    Found by bench_worker's latency run, whose reader connects every 0.5 s: a connection's
-    CREATE VIEW failed on a version file deleted while the view was being bound."""
-    for attempt in range(attempts):
-        try:
-            return con.execute(sql)
-        except duckdb.IOException as exc:
-            if PROVISIONAL_DIR not in str(exc) or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
 def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple]]:
     check_read_only(sql)
-    relation = execute(con, sql)
+    relation = con.execute(sql)
     columns = [d[0] for d in relation.description] if relation.description else []
     return columns, relation.fetchall()
 

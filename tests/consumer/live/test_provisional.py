@@ -71,8 +71,11 @@ def test_a_version_is_retired_when_all_its_events_settled_and_deleted_after_the_
     assert con.execute("SELECT count(*) FROM runs").fetchone() == (3,)
     prov.settle(Counter(), now=1111.0)
     assert not first & set(files(tmp_path))
-    assert con.execute("SELECT run_id FROM runs").fetchall() == [("r3",)]  # the connection re-lists
+    # a held connection keeps the buffered rows it read when it was made; a new one reads
+    # what is buffered now
+    assert con.execute("SELECT run_id FROM runs ORDER BY 1").fetchall() == [("r1",), ("r2",), ("r3",)]
     con.close()
+    assert query(tmp_path, "SELECT run_id FROM runs") == [("r3",)]
     prov.close()
     assert files(tmp_path) == [ANCHOR]
     assert not list((tmp_path / PROVISIONAL_DIR).rglob("*.tmp"))
@@ -94,3 +97,23 @@ def test_a_dead_workers_files_are_swept_once_stale_and_a_live_ones_are_kept_fres
     assert query(tmp_path, "SELECT run_id FROM runs") == [("r2",)]
     live.settle(Counter(), now=1700.0)  # touched at 1301: would be stale by now if untouched
     assert query(tmp_path, "SELECT run_id FROM runs") == [("r2",)]
+
+
+def test_a_live_file_swept_by_another_worker_does_not_stop_this_one(tmp_path, caplog):
+    """A worker that stalls past stale_s may find its own live files swept by a peer; its
+    heartbeat must not fail on them (the worker would stop with a misleading write error)."""
+    prov = ProvisionalFiles(tmp_path, "zstd", stale_s=300, heartbeat_s=60)
+    prov.publish(1, [held_rows([run_event("r1", "Running", "2025-01-01T00:00:00Z")])], now=1000.0)
+    swept = [tmp_path / PROVISIONAL_DIR / "run_events" / name for name in files(tmp_path) if name != ANCHOR]
+    assert swept
+    for path in swept:
+        os.utime(path, (1000.0, 1000.0))  # last touched at 1000 on the clock `now` is read from
+    ProvisionalFiles(tmp_path, "zstd", stale_s=300)._sweep(now=1400.0)  # a peer, 400 s later
+    assert not any(path.exists() for path in swept)
+    with caplog.at_level("WARNING", logger="amlwh.worker"):
+        prov.settle(Counter(), now=1400.0)  # the heartbeat finds its own file gone
+        prov.settle(Counter(), now=1500.0)  # and does not look for it again
+    warnings = [r.getMessage() for r in caplog.records if "swept by another worker" in r.getMessage()]
+    assert len(warnings) == 1 and str(swept[0]) in warnings[0]
+    prov.settle(Counter({1: 1}), now=1501.0)  # its events committed: retired without error
+    prov.close()
