@@ -58,6 +58,10 @@ def bodies(prefix: str, count: int, *, at: str = "2025-01-01T10:00:00Z") -> list
     return [run_event(f"{prefix}{i}", "Running", at, event_id=f"{prefix}{i}") for i in range(count)]
 
 
+# partition 0's second batch in the failure tests: sequences 3-5, the first one poisoned
+POISONED_BATCH = bodies(POISON.decode(), 1) + bodies("after-", 2)
+
+
 def has_poison(messages) -> bool:
     return any(POISON in m.body for m in messages)
 
@@ -85,6 +89,16 @@ async def checkpointed_first_batch(w: InProcessWorker, cs: str, cp, count: int =
     await send_events(cs, first, partition_id="0")
     await wait_until(lambda: _at(cp, count - 1), 30, f"checkpoint at sequence {count - 1}", task=w.task)
     return first
+
+
+async def run_into_the_poisoned_batch(local_hub, hub: str, settings, cp) -> tuple[list[bytes], object]:
+    """Run a worker until it ends by itself: a first batch of good events committed and
+    checkpointed, then POISONED_BATCH. Returns the first batch and what run() ended with."""
+    cs = local_hub.connection_string(hub)
+    async with InProcessWorker(settings) as w:
+        first = await checkpointed_first_batch(w, cs, cp)
+        await send_events(cs, POISONED_BATCH, partition_id="0")
+        return first, await w.outcome(30)
 
 
 async def _at(cp, sequence: int) -> bool:
@@ -119,11 +133,7 @@ async def test_a_batch_that_fails_in_processing_stops_the_worker_without_checkpo
 
     monkeypatch.setattr(worker_module, "event_body", reading)
     caplog.set_level(logging.INFO, logger="amlwh")
-    cs = local_hub.connection_string(hub1)
-    async with InProcessWorker(settings_for()) as w:
-        await checkpointed_first_batch(w, cs, cp)
-        await send_events(cs, bodies(POISON.decode(), 1) + bodies("after-", 2), partition_id="0")
-        outcome = await w.outcome(30)
+    _, outcome = await run_into_the_poisoned_batch(local_hub, hub1, settings_for(), cp)
     assert isinstance(outcome, Boom), outcome
     assert PROCESSING_FAILED in error_logs(caplog)
     assert await cp() == {"0": 2}  # the failed batch (sequences 3-5) is not checkpointed
@@ -144,12 +154,7 @@ async def test_a_failed_decode_stops_the_worker_and_a_restart_reads_the_batch_ag
 
     monkeypatch.setattr(PartitionPipeline, "accept", accept)
     caplog.set_level(logging.INFO, logger="amlwh")
-    cs = local_hub.connection_string(hub1)
-    second = bodies(POISON.decode(), 1) + bodies("after-", 2)
-    async with InProcessWorker(settings_for()) as w:
-        first = await checkpointed_first_batch(w, cs, cp)
-        await send_events(cs, second, partition_id="0")
-        outcome = await w.outcome(30)
+    first, outcome = await run_into_the_poisoned_batch(local_hub, hub1, settings_for(), cp)
     assert isinstance(outcome, Boom), outcome
     assert PROCESSING_FAILED in error_logs(caplog)
     assert await cp() == {"0": 2}
@@ -158,7 +163,7 @@ async def test_a_failed_decode_stops_the_worker_and_a_restart_reads_the_batch_ag
 
     armed["on"] = False  # the decoder fixed: the same batch goes through
     await assert_redelivered(settings_for(), warehouse, ["ok-0", "ok-1", "ok-2", "boom-0", "after-0", "after-1"])
-    assert len(committed_event_ids(warehouse)) == len(first) + len(second)  # each stored once
+    assert len(committed_event_ids(warehouse)) == len(first) + len(POISONED_BATCH)  # each stored once
     assert await cp() == {"0": 5}
 
 
@@ -177,11 +182,7 @@ async def test_a_cancelled_decode_stops_the_worker_without_checkpointing_its_bat
 
     monkeypatch.setattr(worker_module, "ThreadPoolExecutor", CancellingExecutor)
     caplog.set_level(logging.INFO, logger="amlwh")
-    cs = local_hub.connection_string(hub1)
-    async with InProcessWorker(settings_for()) as w:
-        await checkpointed_first_batch(w, cs, cp)
-        await send_events(cs, bodies(POISON.decode(), 1) + bodies("after-", 2), partition_id="0")
-        outcome = await w.outcome(30)
+    _, outcome = await run_into_the_poisoned_batch(local_hub, hub1, settings_for(), cp)
     assert isinstance(outcome, RuntimeError) and str(outcome) == "decoding cancelled", outcome
     assert PROCESSING_FAILED in error_logs(caplog)
     assert await cp() == {"0": 2}
