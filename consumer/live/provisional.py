@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from consumer.storage.arrow import OWNER_COLUMN, to_arrow
-from consumer.storage.layout import ANCHOR, PROVISIONAL_DIR
+from consumer.storage.layout import ANCHOR, PROVISIONAL_DIR, provisional_dir
 from consumer.storage.schema import PARTITION_COLUMN, table_schemas
 from transforms.rows import EVENT_TABLES, EventRows, TableRows
 
@@ -55,7 +55,8 @@ class ProvisionalFiles:
 
     def __init__(self, root: Path, compression: str, *, grace_s: float = 15.0,
                  stale_s: float = 300.0, heartbeat_s: float = 60.0) -> None:
-        self.root = Path(root) / PROVISIONAL_DIR
+        self.warehouse = Path(root)
+        self.root = self.warehouse / PROVISIONAL_DIR  # every table's folder: what sweeps glob
         self.compression = compression
         self.grace_s, self.stale_s, self.heartbeat_s = grace_s, stale_s, heartbeat_s
         self.instance = uuid.uuid4().hex[:12]
@@ -74,7 +75,7 @@ class ProvisionalFiles:
         writers: dict[str, tuple[pq.ParquetWriter, Path]] = {}
         try:
             for name in PROVISIONAL_TABLES:
-                folder = self.root / name
+                folder = provisional_dir(self.warehouse, name)
                 folder.mkdir(parents=True, exist_ok=True)
                 self._anchor(folder, name)
                 temp = folder / f".{stem}.tmp"

@@ -35,9 +35,3 @@ def committed_glob(root: Path, table: str) -> Path:
 
 def provisional_dir(root: Path, table: str) -> Path:
     return Path(root) / PROVISIONAL_DIR / table
-
-
-def provisional_glob(root: Path, table: str) -> Path | None:
-    """The glob of a table's provisional files, or None when no worker ever wrote one."""
-    folder = provisional_dir(root, table)
-    return folder / "*.parquet" if (folder / ANCHOR).exists() else None
