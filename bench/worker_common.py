@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT
+from bench.common import ROOT, child_env
 from bench.launch import Launched
 
 CLAIM_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO amlwh\.worker: partition (\S+) claimed",
@@ -128,8 +128,7 @@ def worker_env(opts: WorkerOptions, hub_cs: str, checkpoint_cs: str, container: 
 
     The interval is 1 s (0.3 s quick) instead of 10 s: the balanced strategy claims one
     partition per interval, so a lone worker would need 30 s to claim 4 partitions."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLWH_")}
-    env.update(opts.worker_overrides())
+    env = child_env(**opts.worker_overrides())
     env.update(PYTHONPATH=str(ROOT), AMLWH_EVENTHUB__CONNECTION_STRING=hub_cs,
                AMLWH_CHECKPOINT__CONNECTION_STRING=checkpoint_cs, AMLWH_CHECKPOINT__CONTAINER=container,
                AMLWH_WAREHOUSE__PATH=str(warehouse),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from consumer.query.connection import connect
 from devstack.processes import register, unregister
+from tests.support.cli import clean_env
 from tests.support.events import REPO
 
 FAST = {  # short intervals so tests do not wait on production defaults
@@ -24,13 +24,10 @@ FAST = {  # short intervals so tests do not wait on production defaults
 
 
 def worker_env(hub_cs: str, checkpoint_cs: str, container: str, warehouse: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLWH_")}
-    env.update(FAST)
-    env.update(PYTHONPATH=str(REPO), AMLWH_EVENTHUB__CONNECTION_STRING=hub_cs,
-               AMLWH_CHECKPOINT__CONNECTION_STRING=checkpoint_cs, AMLWH_CHECKPOINT__CONTAINER=container,
-               AMLWH_WAREHOUSE__PATH=str(warehouse))
-    env.update(extra)
-    return env
+    return clean_env(**{**FAST, "AMLWH_EVENTHUB__CONNECTION_STRING": hub_cs,
+                        "AMLWH_CHECKPOINT__CONNECTION_STRING": checkpoint_cs,
+                        "AMLWH_CHECKPOINT__CONTAINER": container, "AMLWH_WAREHOUSE__PATH": str(warehouse),
+                        **extra})  # later keys win: `extra` overrides FAST
 
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:
@@ -78,6 +75,19 @@ def stored_event_count(warehouse: Path) -> int:
         return con.execute("SELECT count(*) FROM raw_events WHERE NOT provisional").fetchone()[0]
     finally:
         con.close()
+
+
+def wait_until(predicate, timeout: float, what: str, proc=None, interval: float = 0.2):
+    """Poll `predicate` until it returns something truthy and return that; fail after `timeout`,
+    or at once with the log's tail when the worker `proc` exits first."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode} waiting for {what}:\n"
+                                 f"{log_tail(proc.log_path)}")
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(interval)
+    return value
 
 
 def wait_for_events(warehouse: Path, expected: int, timeout: float, proc=None) -> int:

@@ -3,7 +3,6 @@ readers never see a partial file while a writer appends."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from consumer.query.connection import connect
 from devstack.synth import disorder, generate
-from tests.support.cli import amlwh
+from tests.support.cli import amlwh, clean_env
 from tests.support.events import REPO
 
 pytestmark = pytest.mark.integration
@@ -51,8 +50,7 @@ def stream_parts(stream_file) -> tuple[Path, object]:
 
 
 def start_backfill(path: Path, warehouse: Path, batch_rows: int, workers: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLWH_")}
-    env.update(PYTHONPATH=str(REPO), AMLWH_WAREHOUSE__PATH=str(warehouse))
+    env = clean_env(AMLWH_WAREHOUSE__PATH=str(warehouse))
     return subprocess.Popen(
         [sys.executable, "-m", "consumer", "backfill", "files", str(path), "--batch-rows", str(batch_rows),
          "--workers", str(workers), "-q"],

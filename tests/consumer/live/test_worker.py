@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 
 import pytest
@@ -12,7 +11,7 @@ from consumer.query.connection import connect
 from devstack.sdk_helpers import send_events
 from devstack.synth import FOREIGN_WORKSPACE, WORKSPACE, disorder, generate, poison_lines
 from tests.support.events import run_event
-from tests.support.worker import log_tail, start_worker, stop_worker, wait_for_claims, wait_for_events, worker_env
+from tests.support.worker import start_worker, stop_worker, wait_for_claims, wait_for_events, wait_until, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -34,22 +33,14 @@ def stored_runs(warehouse):
     return {r[0]: (r[1], us(r[2]), us(r[3])) for r in rows}
 
 
-def messages_received(metrics_port: int) -> int:
-    """amlwh_messages_received_total over all partitions, from the worker's metrics endpoint."""
-    scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+def scrape(metrics_port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+
+
+def messages_received(scraped: str) -> int:
+    """amlwh_messages_received_total over all partitions, in a scrape of the worker's metrics."""
     return int(sum(float(line.split()[-1]) for line in scraped.splitlines()
                    if line.startswith("amlwh_messages_received_total{")))
-
-
-def wait_until(predicate, timeout: float, what: str, proc=None, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"worker exited with {proc.returncode} waiting for {what}:\n"
-                                 f"{log_tail(proc.log_path)}")
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(interval)
-    return value
 
 
 def test_worker_end_to_end_then_graceful_stop(tmp_path, local_hub, make_hub, azurite, checkpoint_container):
@@ -75,10 +66,8 @@ def test_worker_end_to_end_then_graceful_stop(tmp_path, local_hub, make_hub, azu
     proc = start_worker(env, tmp_path / "worker.log")
     try:
         assert wait_for_events(warehouse, distinct, timeout=180, proc=proc) == distinct
-        scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-        received = sum(float(line.split()[-1]) for line in scraped.splitlines()
-                       if line.startswith("amlwh_messages_received_total{"))
-        assert received == len(bodies) + len(poison)
+        scraped = scrape(metrics_port)
+        assert messages_received(scraped) == len(bodies) + len(poison)
         assert "amlwh_buffered_events{" in scraped and "amlwh_dead_letters_total{" in scraped
     finally:
         code = stop_worker(proc)
@@ -114,7 +103,7 @@ def test_worker_end_to_end_then_graceful_stop(tmp_path, local_hub, make_hub, azu
                      for p in range(4)]
         for p, body in enumerate(sentinels):
             asyncio.run(send_events(local_hub.connection_string(hub), [body], partition_id=str(p)))
-        wait_until(lambda: messages_received(metrics_port) >= 4, 60, "the 4 new messages", proc)
+        wait_until(lambda: messages_received(scrape(metrics_port)) >= 4, 60, "the 4 new messages", proc)
     finally:
         assert stop_worker(proc) == 0
     log = (tmp_path / "worker2.log").read_text()

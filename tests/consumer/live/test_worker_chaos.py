@@ -31,7 +31,8 @@ from devstack.azurite import Azurite
 from devstack.partition_key import partition_for_key
 from devstack.sdk_helpers import send_events
 from devstack.synth import disorder, generate, poison_lines
-from tests.support.worker import FAST, log_tail, start_worker, stop_worker, stored_event_count, worker_env
+from tests.support.worker import (FAST, claimed_partitions, log_tail, start_worker, stop_worker,
+                                  stored_event_count, wait_until, worker_env)
 
 pytestmark = pytest.mark.integration
 
@@ -194,27 +195,6 @@ def assert_exactly_once(res: dict, work: Workload) -> None:
     wrong = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
     extra = set(got) - set(expected)
     assert not wrong and not extra, f"{len(wrong)} wrong run(s), e.g. {list(wrong.items())[:3]}; extra {extra}"
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(interval)
-
-
-def held_partitions(log: Path) -> set[str]:
-    """Partitions this worker holds according to its log: claimed and not closed since."""
-    held: set[str] = set()
-    for line in log.read_text(errors="replace").splitlines():
-        if m := re.search(r"amlwh\.worker: partition (\d+) claimed", line):
-            held.add(m.group(1))
-        elif m := re.search(r"amlwh\.worker: partition (\d+) closed", line):
-            held.discard(m.group(1))
-    return held
 
 
 def received_messages(log: Path) -> int:
@@ -468,7 +448,7 @@ def test_three_workers_share_eight_partitions_and_take_over_from_a_killed_one(
     def balanced(indexes):
         """Each partition held by exactly one of these workers (logs), and the ownership records
         agree: every partition has a live owner, one owner id per worker."""
-        held = [held_partitions(logs[i]) for i in indexes]
+        held = [claimed_partitions(logs[i]) for i in indexes]
         if sum(len(h) for h in held) != 8 or set().union(*held) != everything:
             return None
         owners = live_owners(ownership(azurite, checkpoint_container, local_hub, hub))
@@ -494,7 +474,7 @@ def test_three_workers_share_eight_partitions_and_take_over_from_a_killed_one(
         sender.start()
         sender.wait_sent(3)
         victim = rng.randrange(3)
-        orphaned = held_partitions(logs[victim])
+        orphaned = claimed_partitions(logs[victim])
         prefix = blob_prefix(local_hub, hub)
         # kill once the victim has checkpointed each of its partitions
         wait_until(lambda: orphaned <= set(checkpoints(azurite, checkpoint_container, prefix)), 60,
