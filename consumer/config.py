@@ -4,11 +4,13 @@ Loaded once at the edge (the CLI) and passed down; transforms get plain values.
 Nested keys use a double underscore in env names: [warehouse] path is
 AMLWH_WAREHOUSE__PATH. Secrets (connection strings) are SecretStr so they never
 print, and are meant to come from env or Azure credentials, not the file.
+
+The file is read in config_file.py, which also reads [warehouse] path alone, without
+these models, for the commands that need nothing else (`query`, `views`).
 """
 
 from __future__ import annotations
 
-import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -21,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from consumer.config_file import COMPRESSIONS, DEFAULT_WAREHOUSE, ENV_PREFIX, read_config_file
 from consumer.errors import ConfigError
 from transforms.records import AML_EVENT_TYPES
 
@@ -29,8 +32,8 @@ _SECTION = ConfigDict(extra="forbid", frozen=True)
 
 class WarehouseSettings(BaseModel):
     model_config = _SECTION
-    path: Path = Path("./warehouse")
-    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    path: Path = DEFAULT_WAREHOUSE
+    compression: Literal[COMPRESSIONS] = "zstd"
 
 
 class FilterSettings(BaseModel):
@@ -123,7 +126,7 @@ class MetricsSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="AMLWH_", env_nested_delimiter="__", frozen=True, extra="forbid"
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="forbid"
     )
     warehouse: WarehouseSettings = WarehouseSettings()
     filter: FilterSettings = FilterSettings()
@@ -136,26 +139,12 @@ class Settings(BaseSettings):
 
 
 def _env_name(loc: tuple) -> str:
-    return "AMLWH_" + "__".join(str(p).upper() for p in loc)
+    return ENV_PREFIX + "__".join(str(p).upper() for p in loc)
 
 
 def load_settings(path: Path | None, *, required: bool = False) -> Settings:
     """Read `path` (TOML) and the environment. A missing default file means defaults."""
-    toml_path = Path(path) if path is not None else None
-    if toml_path is not None and not toml_path.exists():
-        if required:
-            raise ConfigError(
-                f"config file {toml_path} does not exist. Pass an existing file with "
-                "--config, or omit --config to use ./config.toml or the defaults."
-            )
-        toml_path = None
-    if toml_path is not None:
-        try:
-            tomllib.loads(toml_path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{toml_path} is not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read {toml_path}: {exc.strerror}") from None
+    toml_path, _ = read_config_file(path, required=required)
 
     class _FromFile(Settings):
         @classmethod

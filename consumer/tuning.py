@@ -5,6 +5,7 @@ Each knob was measured (figures in bench/NOTES.md); none changes what is stored.
 - `prepare_environment` runs first in `amlwh`, before numpy or pyarrow are imported;
   the backfill's decode processes inherit the environment it sets.
 - `tune_live_worker` runs once when `amlwh run` starts.
+- `tune_short_command` runs in `amlwh query` and `views` once their imports are done.
 - `tune_decode_process` runs once in each backfill decode process.
 - `release_free_memory` gives freed heap back to the OS (the live worker, per flush).
 - `no_cyclic_gc` turns the cyclic collector off around acyclic bulk work.
@@ -45,6 +46,14 @@ def tune_live_worker() -> None:
     pa.set_memory_pool(pa.system_memory_pool())
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+
+
+def tune_short_command() -> None:
+    """What the imports made lives until the process exits, and the collections of the
+    interpreter's shutdown walked all of it: ~30 ms after DuckDB's import, a tenth of a
+    small query. Frozen, they skip it (gc.freeze; what the command then makes is still
+    collected)."""
+    gc.freeze()
 
 
 # glibc mallopt parameters

@@ -121,7 +121,9 @@ ALLOWED = {
     "consumer.errors": set(),
     "consumer.clock": set(),
     "consumer.tuning": set(),
-    "consumer.config": {"consumer.errors", "transforms"},
+    "consumer.config": {"consumer.config_file", "consumer.errors", "transforms"},
+    # the file and env read without the settings models, for `query` and `views`
+    "consumer.config_file": {"consumer.errors"},
     "consumer.storage": {"consumer.storage", "consumer.clock", "consumer.errors", "transforms", "sql"},
     "consumer.eventhub": {"consumer.eventhub", "consumer.config", "consumer.errors",
                           "consumer.backfill.blocks"},  # publish reads input files as backfill does

@@ -19,8 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from consumer.errors import QueryRefused
 from consumer.storage.layout import ANCHOR, committed_glob, provisional_dir, table_dir
@@ -55,7 +53,7 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
         else:  # nothing stored yet: an empty table with the same columns
             con.execute(ddl.replace(f"CREATE TABLE {name}", f"CREATE TABLE mem.{name}", 1))
             committed = f"SELECT *, false AS provisional FROM mem.{name}"
-        buffered = buffered_rows(warehouse, name)
+        buffered = buffered_rows(con, warehouse, name)
         if buffered is not None:
             con.register(f"_buffered_{name}", buffered)
             committed += f" UNION ALL BY NAME SELECT *, true AS provisional FROM _buffered_{name}"
@@ -65,21 +63,36 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def buffered_rows(warehouse: Path, name: str) -> pa.Table | None:
-    """The rows of `name` in provisional files now, or None when no worker ever wrote one
-    (no anchor). Files are unioned by column name, as versions written by another release
-    of the worker may differ; the anchor, an empty file no one deletes, gives the schema
-    when every version is gone."""
+def buffered_rows(con: duckdb.DuckDBPyConnection, warehouse: Path,
+                  name: str) -> duckdb.DuckDBPyRelation | None:
+    """The rows of `name` in provisional files now, copied into a temporary table of `con`,
+    or None when no worker ever wrote one (no anchor). Files are unioned by column name, as
+    versions written by another release of the worker may differ; the anchor, an empty file
+    no one deletes, gives the schema when every version is gone."""
     folder = provisional_dir(warehouse, name)
     if not (folder / ANCHOR).exists():
         return None
-    tables = []
-    for path in sorted(folder.glob("*.parquet")):
+    table = f"provisional_{name}"
+    paths = sorted(folder.glob("*.parquet"))
+    while paths:
         try:
-            tables.append(pq.read_table(path))
-        except FileNotFoundError:
-            continue  # retired and deleted since it was listed: its events are committed
-    return pa.concat_tables(tables, promote_options="default") if tables else None
+            _copy_files(con, table, paths)
+            return con.table(f"temp.{table}")
+        except duckdb.IOException:
+            left = [path for path in paths if path.exists()]
+            if len(left) == len(paths):
+                raise  # not a file that went away
+            paths = left  # retired and deleted since they were listed: their events are committed
+    return None
+
+
+def _copy_files(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path]) -> None:
+    # One statement for all the files: ~0.8 ms a file, against ~2 ms with a statement per
+    # file, and a busy worker leaves dozens per table. If a file goes between the listing
+    # and the read, the statement fails as a whole and the caller tries again without it.
+    files = ", ".join(_sql_string(str(path)) for path in paths)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet([{files}], "
+                "union_by_name = true, hive_partitioning = false)")
 
 
 def check_read_only(sql: str) -> None:

@@ -3,7 +3,8 @@
 The DDL is the single definition of each table's columns and types. The writer
 maps its types to Arrow itself rather than asking DuckDB: the worker then never
 imports DuckDB (~60 MB it would keep), and a unit test checks the mapping
-against DuckDB's own Arrow export.
+against DuckDB's own Arrow export. pyarrow is imported when the Arrow schemas are
+first asked for: queries read the DDL and views here and never need it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PARTITION_COLUMN = "event_date"
 
@@ -36,18 +39,6 @@ def view_sql() -> tuple[tuple[str, str], ...]:
     return tuple((e.name, e.read_text()) for e in entries)
 
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "VARCHAR": pa.string(),
-    "BLOB": pa.binary(),
-    "BOOLEAN": pa.bool_(),
-    "TINYINT": pa.int8(),
-    "SMALLINT": pa.int16(),
-    "INTEGER": pa.int32(),
-    "BIGINT": pa.int64(),
-    "DOUBLE": pa.float64(),
-    "DATE": pa.date32(),
-    "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
-}
 _COLUMN = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+([A-Z]+)\b", re.MULTILINE)
 
 
@@ -60,14 +51,28 @@ def ddl_columns(ddl: str) -> list[tuple[str, str]]:
 @cache
 def table_schemas() -> dict[str, pa.Schema]:
     """table name -> Arrow schema of the columns stored in the files (no partition column)."""
+    import pyarrow as pa
+
+    arrow_types = {
+        "VARCHAR": pa.string(),
+        "BLOB": pa.binary(),
+        "BOOLEAN": pa.bool_(),
+        "TINYINT": pa.int8(),
+        "SMALLINT": pa.int16(),
+        "INTEGER": pa.int32(),
+        "BIGINT": pa.int64(),
+        "DOUBLE": pa.float64(),
+        "DATE": pa.date32(),
+        "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+    }
     schemas = {}
     for name, ddl in table_ddl().items():
         fields = []
         for column, sql_type in ddl_columns(ddl):
             if column == PARTITION_COLUMN:
                 continue
-            if sql_type not in _ARROW_TYPES:
+            if sql_type not in arrow_types:
                 raise ValueError(f"sql/tables/{name}.sql: no Arrow type for {sql_type} ({column})")
-            fields.append(pa.field(column, _ARROW_TYPES[sql_type]))
+            fields.append(pa.field(column, arrow_types[sql_type]))
         schemas[name] = pa.schema(fields)
     return schemas

@@ -79,11 +79,15 @@ def test_views_lists_public_contract(warehouse_env):
 def test_config_mistakes_are_explained(tmp_path, text, fragments):
     config = tmp_path / "config.toml"
     config.write_text(text)
-    proc = amlwh("--config", str(config), "views", check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "configuration error" in proc.stderr
-    for fragment in fragments:
-        assert fragment in proc.stderr
+    commands = [["backfill", "files", str(tmp_path / "absent.ndjson")]]
+    if text.startswith("[warehouse"):  # query and views read [warehouse] only
+        commands.append(["views"])
+    for command in commands:
+        proc = amlwh("--config", str(config), *command, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "configuration error" in proc.stderr
+        for fragment in fragments:
+            assert fragment in proc.stderr
 
 
 def test_missing_explicit_config_file_is_an_error(tmp_path):

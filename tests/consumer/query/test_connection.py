@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
 
 from consumer.live.provisional import ProvisionalFiles
 from consumer.query import connection as q
@@ -28,16 +27,16 @@ def test_a_provisional_file_gone_when_it_is_opened_is_skipped_and_its_events_sti
     warehouse = ParquetWarehouse(tmp_path)
     warehouse.write(rows_for([body]))
     warehouse.flush()  # r1 committed: the version may be retired and deleted
-    real_read = pq.read_table
+    real_copy = q._copy_files
     deleted = []
 
-    def read_after_the_worker_deleted_it(path, *args, **kwargs):
-        if not Path(path).name.startswith("_anchor"):
+    def copy_after_the_worker_deleted_it(con, table, paths):
+        if not deleted:
+            deleted.extend(p for p in paths if not p.name.startswith("_anchor"))
             files.settle(Counter({1: 1}), now=1001.0)  # retired, and deleted at once (grace 0)
-            deleted.append(path)
-        return real_read(path, *args, **kwargs)
+        return real_copy(con, table, paths)
 
-    monkeypatch.setattr(q.pq, "read_table", read_after_the_worker_deleted_it)
+    monkeypatch.setattr(q, "_copy_files", copy_after_the_worker_deleted_it)
     con = connect(tmp_path)
     try:
         assert deleted and not Path(deleted[0]).exists()
