@@ -1,16 +1,19 @@
-"""Live worker (`amlwh run`) on the local hub + Azurite: throughput vs raw SDK, peak RSS, latency.
+"""Live worker (`amlwh run`) on the local hub + Azurite: throughput vs raw SDK, peak RSS, latency, files.
 
     .venv/bin/python bench/bench_worker.py               # full run (~10 minutes)
     .venv/bin/python bench/bench_worker.py --quick       # smoke run (< 2 minutes)
     .venv/bin/python bench/bench_worker.py --markdown    # also print a README-ready block
     .venv/bin/python bench/bench_worker.py --only throughput --repeats 5 --events 150000
     .venv/bin/python bench/bench_worker.py --only throughput --profile   # + py-spy stacks
+    .venv/bin/python bench/bench_worker.py --only files   # an hour: files with / without compaction
 
 This is the driver; each part is its own module, whose docstring states what it times:
 
     1. bench/worker_throughput.py   events/s, worker vs the raw SDK (bench/raw_consumer.py)
     2. bench/worker_rss.py          peak RSS, one worker owning 32 partitions under live load
     3. bench/worker_latency.py      enqueued -> visible in `runs`, under live load
+    4. bench/worker_files.py        committed files over an hour, automatic compaction vs none
+                                    (not in the default --only: it takes an hour)
 
 One LocalHub process and one Azurite process serve the whole run; every measurement gets a
 fresh event hub, checkpoint container and warehouse directory. The worker always runs as a
@@ -37,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import worker_latency, worker_rss, worker_throughput  # noqa: E402
+from bench import worker_files, worker_latency, worker_rss, worker_throughput  # noqa: E402
 from bench.common import loadavg, machine, print_preamble, versions, work_dir  # noqa: E402
 from bench.worker_common import WorkerOptions, local_stack  # noqa: E402
 
@@ -49,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, short runs (smoke test, < 2 minutes)")
-    p.add_argument("--only", default="throughput,rss,latency", help="comma list of throughput,rss,latency")
+    p.add_argument("--only", default="throughput,rss,latency", help="comma list of throughput,rss,latency,files")
     p.add_argument("--repeats", type=int, default=None, help="throughput repeats (default 3; 1 with --quick)")
     p.add_argument("--events", type=int, default=None, help="throughput events (default 100,000; 6,000 quick)")
     p.add_argument("--partitions", type=int, default=4, help="throughput hub partitions")
@@ -67,6 +70,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-window", type=float, default=None, help="sampled seconds (60; 8 quick)")
     p.add_argument("--latency-settings", default=None,
                    help="comma list of 'default' and lateness seconds (default 'default,2'; quick '2')")
+    p.add_argument("--files-partitions", type=int, default=4)
+    p.add_argument("--files-rate", type=float, default=50.0, help="events/s per producer (one per worker)")
+    p.add_argument("--files-seconds", type=float, default=None, help="traffic duration (default 3600; 120 quick)")
+    p.add_argument("--files-interval", type=float, default=None,
+                   help="[compaction] interval_s of the compacting worker (default 300, the production default; "
+                        "20 quick)")
+    p.add_argument("--files-min-files", type=int, default=8, help="[compaction] min_files of the compacting worker")
+    p.add_argument("--files-sample", type=float, default=None, help="seconds between samples (60; 10 quick)")
+    p.add_argument("--files-sequential", action="store_true",
+                   help="run the two workers one after the other instead of side by side")
     p.add_argument("--timeout", type=float, default=600, help="per consumer run")
     p.add_argument("--keep", action="store_true", help="keep warehouses and logs under bench/out/worker-*")
     p.add_argument("--profile", action="store_true",
@@ -101,11 +114,15 @@ def options(args: argparse.Namespace) -> WorkerOptions:
         latency_window=args.latency_window or (8.0 if q else 60.0),
         latency_settings=tuple(None if s == "default" else float(s)
                                for s in (args.latency_settings or ("2" if q else "default,2")).split(",")),
+        files_partitions=args.files_partitions, files_rate=args.files_rate,
+        files_seconds=args.files_seconds or (120.0 if q else 3600.0),
+        files_interval=args.files_interval or (20.0 if q else 300.0), files_min_files=args.files_min_files,
+        files_sample=args.files_sample or (10.0 if q else 60.0), files_sequential=args.files_sequential,
     )
 
 
 def markdown(opts: WorkerOptions, mach: str, vers: str, tp: dict | None, mem: dict | None,
-             lats: list[dict]) -> str:
+             lats: list[dict], files: dict | None = None) -> str:
     knobs = [f"`load_balancing_interval_s = {opts.lb_interval:g}`"]
     if opts.prefetch:
         knobs.append(f"`prefetch = {opts.prefetch}` (raw SDK too)")
@@ -119,6 +136,8 @@ def markdown(opts: WorkerOptions, mach: str, vers: str, tp: dict | None, mem: di
         out += worker_rss.markdown(mem)
     if lats:
         out += worker_latency.markdown(opts, lats)
+    if files:
+        out += worker_files.markdown(files)
     return "\n".join(out)
 
 
@@ -131,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print_preamble(mach, vers)
     work = work_dir("worker-")
     print(f"work dir: {work.relative_to(ROOT)} ({'kept' if opts.keep else 'removed at the end'})", flush=True)
-    tp = mem = None
+    tp = mem = files = None
     lats: list[dict] = []
     try:
         with local_stack() as stack:
@@ -142,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             if "latency" in only:
                 for lateness in opts.latency_settings:
                     lats.append(worker_latency.run(opts, stack, work, lateness))
+            if "files" in only:
+                files = worker_files.run(opts, stack, work)
     finally:
         if not opts.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -153,15 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     if mem:
         lines += worker_rss.summary_lines(mem)
     lines += worker_latency.summary_lines(lats)
+    if files:
+        lines += worker_files.summary_lines(files)
     for line in lines:
         print(line)
     print(f"load avg at end: {loadavg()}")
     if args.markdown:
         print()
-        print(markdown(opts, mach, vers, tp, mem, lats))
+        print(markdown(opts, mach, vers, tp, mem, lats, files))
     if args.json:
         args.json.write_text(json.dumps({"machine": mach, "versions": vers, "throughput": tp, "rss": mem,
-                                         "latency": lats}, indent=1, default=str))
+                                         "latency": lats, "files": files}, indent=1, default=str))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Shared by the live-worker benchmark parts (worker_throughput, worker_rss, worker_latency):
+"""Shared by the live-worker benchmark parts (worker_throughput, worker_rss, worker_latency, worker_files):
 their options, the local hub + Azurite they run against, how a worker, a producer and the raw
 SDK baseline are started, and what is polled while they run.
 
@@ -56,6 +56,14 @@ class WorkerOptions:
     latency_warmup: float
     latency_window: float
     latency_settings: tuple[float | None, ...]  # None = the default max_lateness
+    # 4. files (automatic compaction vs none)
+    files_partitions: int = 4
+    files_rate: float = 50.0
+    files_seconds: float = 3600.0
+    files_interval: float = 300.0  # [compaction] interval_s of the "auto" worker
+    files_min_files: int = 8  # [compaction] min_files of the "auto" worker
+    files_sample: float = 60.0  # seconds between two looks at the warehouses
+    files_sequential: bool = False  # the two workers one after the other, not side by side
 
     def worker_overrides(self) -> dict[str, str]:
         """The settings every worker gets on top of the production defaults."""
