@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from consumer.clock import wall_us
 from consumer.config_file import plain_warehouse_path
-from consumer.errors import AmlwhError
+from consumer.errors import AmlwhError, ConfigError
 from consumer.tuning import prepare_environment, tune_live_worker, tune_short_command
 
 if TYPE_CHECKING:
@@ -89,7 +89,9 @@ def cmd_backfill_files(args: argparse.Namespace) -> int:
         f"  dead-lettered:       {summary.dead_lettered:,}\n"
         f"  warehouse:           {settings.warehouse.path}"
     )
-    return 0
+    if args.no_compact:
+        return 0
+    return _compact(settings, quiet=args.quiet)  # one file a date, and the view state up to date
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -123,18 +125,54 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     warehouse = _warehouse_path(args)
-    from consumer.query.connection import connect, run_query
+    from consumer.query.connection import query_warehouse
     from consumer.query.formats import format_csv, format_json, format_table
 
     tune_short_command()
-    con = connect(warehouse)
-    try:
-        columns, rows = run_query(con, args.sql)
-    finally:
-        con.close()
+    columns, rows = query_warehouse(warehouse, args.sql)
     formatter = {"table": format_table, "csv": format_csv, "json": format_json}[args.format]
     sys.stdout.write(formatter(columns, rows).rstrip("\n") + "\n")
     return 0
+
+
+def _compact(settings: Settings, *, quiet: bool, **options) -> int:
+    from consumer.clock import wall_s
+    from consumer.maintenance.compaction import compact
+
+    c = settings.compaction
+    report = compact(settings.warehouse.path, now_s=wall_s, grace_s=c.grace_s,
+                     compression=settings.warehouse.compression, memory_limit=c.memory_limit, **options)
+    if report.busy:
+        print(f"amlwh: another compaction of {settings.warehouse.path} is running; nothing done",
+              file=sys.stderr)
+        return 0
+    if not quiet:
+        fold = report.fold
+        state = ("view state: unchanged" if fold is None else
+                 f"view state: generation {fold.generation}, {fold.fresh_files:,} new run_events "
+                 f"file(s) folded in")
+        rows_in = sum(m.rows_in for m in report.merged)
+        rows_out = sum(m.rows_out for m in report.merged)
+        print(f"compacted {len(report.merged):,} partition(s): {report.files_before:,} -> "
+              f"{report.files_after:,} committed files, {rows_in:,} -> {rows_out:,} rows "
+              f"(duplicates dropped)\n  {state}\n  replaced files deleted: {report.deleted:,} "
+              f"(the others go {settings.compaction.grace_s:g}s after they were replaced)")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from consumer.storage.schema import table_ddl
+
+    settings = _settings(args)
+    unknown = [t for t in args.table or () if t not in table_ddl()]
+    if unknown:
+        raise ConfigError(f"unknown table(s) {unknown}; choose from {sorted(table_ddl())}")
+    return _compact(settings, quiet=args.quiet, tables=tuple(args.table or ()) or None,
+                    before=args.before, min_files=args.min_files)
+
+
+def cmd_rebuild_state(args: argparse.Namespace) -> int:
+    return _compact(_settings(args), quiet=args.quiet, rebuild_state=True, min_files=10**9)
 
 
 def cmd_views(args: argparse.Namespace) -> int:
@@ -155,6 +193,15 @@ def cmd_views(args: argparse.Namespace) -> int:
         for column, dtype in columns:
             print(f"    {column:<24} {dtype}")
     return 0
+
+
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--batch-rows", type=int, default=None, help="rows per Parquet commit")
     files.add_argument("--workers", type=int, default=None,
                        help="decode processes (default [backfill] workers; 0 = one per core for large inputs)")
+    files.add_argument("--no-compact", action="store_true",
+                       help="leave the files as written (default: compact at the end, as `amlwh compact`)")
     files.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     files.set_defaults(handler=cmd_backfill_files)
 
@@ -215,6 +264,32 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql", metavar="SQL")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.set_defaults(handler=cmd_query)
+
+    compact = commands.add_parser(
+        "compact", help="merge each table's files per event date, and fold new run events "
+        "into the view state",
+        description="Merges every partition (table, event date) with at least --min-files "
+        "files into one file holding each event once, sorted for the views; the files it "
+        "replaced are deleted [compaction] grace_s later. First it folds new run events into "
+        "the stored state the run views read. Safe beside live workers, backfills, readers "
+        "and a killed earlier run; a second compaction of the same warehouse waits its turn "
+        "by doing nothing.")
+    compact.add_argument("--table", action="append", metavar="TABLE",
+                         help="only this table (repeatable; default all)")
+    compact.add_argument("--before", type=_date, metavar="YYYY-MM-DD",
+                         help="only event dates before this one")
+    compact.add_argument("--min-files", type=int, default=2, metavar="N",
+                         help="merge partitions with at least N files (default 2)")
+    compact.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    compact.set_defaults(handler=cmd_compact)
+
+    rebuild = commands.add_parser(
+        "rebuild-state", help="compute the view state from all stored events again",
+        description="Recomputes what the run views keep (runs, status history, metric "
+        "minutes) from the stored run events, ignoring the current state; for after a "
+        "restore or a manual change to the files.")
+    rebuild.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    rebuild.set_defaults(handler=cmd_rebuild_state)
 
     views = commands.add_parser("views", help="list the views and their columns")
     views.add_argument("--all", action="store_true", help="also list the stored tables (store.*)")

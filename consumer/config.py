@@ -124,6 +124,17 @@ class MetricsSettings(BaseModel):
     host: str = "0.0.0.0"
 
 
+class CompactionSettings(BaseModel):
+    model_config = _SECTION
+    # the live worker compacts (and folds new run events into the view state) in a child
+    # process every interval_s, when it committed anything meanwhile
+    auto: bool = True
+    interval_s: float = Field(300.0, gt=0)
+    min_files: int = Field(8, ge=2, description="the worker merges partitions with this many files")
+    grace_s: float = Field(60.0, ge=0, description="replaced files are deleted this long after")
+    memory_limit: str = "1GB"  # DuckDB's limit in a compaction; beyond it, it sorts on disk
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -136,6 +147,7 @@ class Settings(BaseSettings):
     ordering: OrderingSettings = OrderingSettings()
     writer: WriterSettings = WriterSettings()
     metrics: MetricsSettings = MetricsSettings()
+    compaction: CompactionSettings = CompactionSettings()
 
 
 def _env_name(loc: tuple) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 from consumer.errors import ConfigError
 
 ENV_PREFIX = "AMLWH_"
-SECTIONS = ("warehouse", "filter", "backfill", "eventhub", "checkpoint", "ordering", "writer", "metrics")
+SECTIONS = ("warehouse", "filter", "backfill", "eventhub", "checkpoint", "ordering", "writer", "metrics",
+            "compaction")
 COMPRESSIONS = ("zstd", "snappy", "gzip", "none")
 DEFAULT_WAREHOUSE = Path("./warehouse")
 

@@ -37,6 +37,11 @@ def prepare_environment() -> None:
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
+def child_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment with `overrides`, for a child `amlwh` command."""
+    return {**os.environ, **overrides}
+
+
 def tune_live_worker() -> None:
     """pyarrow's own pool to the system allocator too, and a collector that does not walk
     tens of thousands of young, acyclic decoded rows every 700 allocations. What start-up

@@ -130,6 +130,9 @@ ALLOWED = {
     "consumer.backfill": {"consumer.backfill", "consumer.storage", "consumer.clock", "consumer.errors",
                           "consumer.tuning", "transforms"},
     "consumer.query": {"consumer.query", "consumer.storage", "consumer.errors"},
+    # compaction folds the view state through the same views a reader opens
+    "consumer.maintenance": {"consumer.maintenance", "consumer.query", "consumer.storage",
+                             "consumer.errors"},
     "consumer.live": {"consumer.live", "consumer.storage", "consumer.eventhub", "consumer.clock",
                       "consumer.config", "consumer.errors", "consumer.tuning", "transforms"},
     "consumer.cli": {"consumer", "transforms"},

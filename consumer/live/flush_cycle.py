@@ -67,6 +67,7 @@ class FlushCycle:
         self.last_flush_us = mono_us()
         self._lock = asyncio.Lock()
         self._shown_version = 0
+        self.commits = 0  # commits that stored rows (automatic compaction runs after new ones)
         # per provisional version, events that left the buffers of partitions closed since
         # the last flush (released into the sink, or dropped with the partition)
         self._orphan_done: Counter = Counter()
@@ -127,6 +128,7 @@ class FlushCycle:
                 self.on_failure(exc, "flush failed")
                 return
             self.last_flush_us = mono_us()
+            self.commits += bool(pending.tables)
             for pid, claim, frontier in frontiers:
                 if self.claims.get(pid) is not claim:
                     continue  # closed while the batch was written: the new owner re-reads

@@ -38,6 +38,7 @@ from consumer.eventhub.clients import (
     eventhub_name,
     starting_position,
 )
+from consumer.live.compaction_timer import BackgroundCompaction
 from consumer.live.flush_cycle import Claim, FlushCycle
 from consumer.live.metrics import PartitionStats, WorkerStats, serve_metrics
 from consumer.live.partition import Message, PartitionPipeline
@@ -82,6 +83,7 @@ class Worker:
         self._decoder: ThreadPoolExecutor | None = None
         self._decode_slots = asyncio.Semaphore(_MAX_BATCHES_IN_FLIGHT)
         self._committer: ThreadPoolExecutor | None = None
+        self.background: list[asyncio.Task] = []  # automatic compaction
 
     # -- SDK callbacks --------------------------------------------------------
     async def on_partition_initialize(self, context) -> None:
@@ -297,14 +299,21 @@ class Worker:
                 on_partition_initialize=self.on_partition_initialize,
                 on_partition_close=self.on_partition_close, on_error=self.on_error))
             ticker = asyncio.create_task(self._ticker())
+            compaction = None
+            if self.settings.compaction.auto:
+                compaction = BackgroundCompaction(self.sink.root, self.settings.warehouse.compression,
+                                                  self.settings.compaction, lambda: self.cycle.commits)
+                self.background.append(asyncio.create_task(compaction.run_forever()))
             log.info("receiving from %s (consumer group %s)", self.hub, eh.consumer_group)
             stop = asyncio.create_task(self._stop.wait())
             await asyncio.wait({receiving, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if compaction is not None:
+                compaction.stop()  # killed is safe: the next run finishes its work
             await self._shutdown()
             await client.close()
-            for task in (receiving, ticker, stop):
+            for task in (receiving, ticker, stop, *self.background):
                 task.cancel()
-            await asyncio.gather(receiving, ticker, stop, return_exceptions=True)
+            await asyncio.gather(receiving, ticker, stop, *self.background, return_exceptions=True)
         if self.fatal is None and receiving.done() and not receiving.cancelled() and receiving.exception():
             raise receiving.exception()
 

@@ -78,12 +78,7 @@ class KeyIndex:
         cached = self._stored.get((name, day))
         if cached is not None:
             return cached
-        folder = partition_dir(self.root, name, day)
-        parts = []
-        if folder.is_dir():
-            for path in sorted(folder.glob("*.parquet")):
-                column = pq.read_table(path, columns=["dedupe_key"])["dedupe_key"]
-                parts.append(column.to_numpy())
+        parts = _read_keys(partition_dir(self.root, name, day))
         keys = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
         self._stored[(name, day)] = keys
         return keys
@@ -95,3 +90,15 @@ def in_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     at = np.searchsorted(sorted_keys, values)
     at[at == len(sorted_keys)] = 0
     return sorted_keys[at] == values
+
+
+def _read_keys(folder: Path) -> list[np.ndarray]:
+    """The dedupe keys of every file in folder. A file listed and gone when read was
+    retired by a compaction, whose merged file holds its keys and was visible before the
+    deletion: listing again finds it."""
+    while True:
+        try:
+            return [pq.read_table(path, columns=["dedupe_key"])["dedupe_key"].to_numpy()
+                    for path in sorted(folder.glob("*.parquet"))]
+        except FileNotFoundError:
+            continue

@@ -4,6 +4,8 @@
     <root>/_provisional/<table>/<worker>-<version>.parquet                 buffered rows (live/provisional.py)
     <root>/_provisional/<table>/_anchor.parquet                           an empty file: the glob always matches
     <root>/_spill/<worker>/...                                             a live worker's scratch (live/spill.py)
+    <root>/_compaction/retired/<time>-<id>.json                          files a compaction replaced, deleted later
+    <root>/_state/manifest-<generation>.json, <root>/_state/<generation>/   maintained view state
 
 Stock readers see committed rows only: they read `<root>/<table>/` with hive partitioning.
 """
@@ -18,6 +20,8 @@ from transforms.timeparse import date_of_day
 PROVISIONAL_DIR = "_provisional"
 ANCHOR = "_anchor.parquet"
 SPILL_DIR = "_spill"
+COMPACTION_DIR = "_compaction"
+STATE_DIR = "_state"
 
 
 def table_dir(root: Path, table: str) -> Path:

@@ -82,6 +82,22 @@ def write_parts(parts: list[tuple[pa.Table, np.ndarray | None]], drop: list[str]
     return data.num_rows
 
 
+def write_batches(batches: pa.RecordBatchReader, schema: pa.Schema, fh: BinaryIO, compression: str,
+                  row_group_size: int) -> int:
+    """Write a stream of record batches as one Parquet file with the columns typed and
+    encoded as the writer's own files (a stored column keeps one type across files, as
+    Spark and pyarrow datasets expect); returns its rows. A column the DDL does not know
+    (written by another release) keeps its type."""
+    fields = [schema.field(f.name) if f.name in schema.names else f for f in batches.schema]
+    target = pa.schema(fields)
+    rows = 0
+    with pq.ParquetWriter(fh, target, **_encoding(target.names, compression)) as writer:
+        for batch in batches:
+            writer.write_batch(batch.cast(target), row_group_size=row_group_size)
+            rows += batch.num_rows
+    return rows
+
+
 def event_days(table: pa.Table) -> np.ndarray:
     """Each row's event_date as days since the epoch (int32, as to_arrow built it)."""
     return table[PARTITION_COLUMN].cast(pa.int32()).to_numpy()

@@ -160,3 +160,30 @@ def test_worker_configuration_mistakes_are_explained(env, says, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert says in proc.stderr and "Traceback" not in proc.stderr
     assert "c2VjcmV0" not in proc.stderr
+
+
+def test_compact_merges_reports_and_leaves_the_views(tmp_path):
+    warehouse = tmp_path / "wh"
+    env = {"AMLWH_WAREHOUSE__PATH": str(warehouse), "AMLWH_COMPACTION__GRACE_S": "0"}
+    for half in (0, 1):  # two loads: two files a date
+        lines = HAND_CHECKED.read_bytes().splitlines()[half::2]
+        (tmp_path / f"half{half}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+        amlwh("backfill", "files", str(tmp_path / f"half{half}.ndjson"), "--no-compact", "-q", env=env)
+    before = amlwh("query", "SELECT * FROM runs ORDER BY run_id", "--format", "csv", env=env).stdout
+    files = lambda: sorted(warehouse.glob("run_events/*/*.parquet"))  # noqa: E731
+    assert len(files()) > len({p.parent for p in files()})
+
+    out = amlwh("compact", env=env).stdout
+    assert out.startswith("compacted ") and "view state: generation 1" in out
+    assert len(files()) == len({p.parent for p in files()})
+    assert amlwh("query", "SELECT * FROM runs ORDER BY run_id", "--format", "csv", env=env).stdout == before
+    assert "view state: unchanged" in amlwh("compact", env=env).stdout  # nothing new to fold
+
+
+@pytest.mark.parametrize("args, message", [
+    (("compact", "--table", "runz"), "unknown table(s) ['runz']"),
+    (("compact", "--before", "yesterday"), "'yesterday' is not a date"),
+])
+def test_compact_refuses_a_wrong_table_or_date(tmp_path, args, message):
+    proc = amlwh(*args, env={"AMLWH_WAREHOUSE__PATH": str(tmp_path)}, check=False)
+    assert proc.returncode == 2 and message in proc.stderr

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from consumer.query.connection import connect
+from consumer.query.connection import query_warehouse
 from devstack.processes import register, unregister
 from tests.support.cli import clean_env
 from tests.support.events import REPO
@@ -69,12 +69,8 @@ def stop_worker(proc: subprocess.Popen, timeout: float = 30) -> int:
 def stored_event_count(warehouse: Path) -> int:
     if not (warehouse / "raw_events").is_dir():
         return 0
-    con = connect(warehouse)
-    try:
-        # committed rows only: events still in a reorder buffer are visible as provisional
-        return con.execute("SELECT count(*) FROM raw_events WHERE NOT provisional").fetchone()[0]
-    finally:
-        con.close()
+    # committed rows only: events still in a reorder buffer are visible as provisional
+    return query_warehouse(warehouse, "SELECT count(*) FROM raw_events WHERE NOT provisional")[1][0][0]
 
 
 def wait_until(predicate, timeout: float, what: str, proc=None, interval: float = 0.2):

@@ -1,0 +1,75 @@
+"""The live worker's automatic compaction.
+
+Every `[compaction] interval_s`, if the worker committed anything since the last round, a
+child process (`amlwh compact`) merges the warehouse's partitions that have gathered
+`min_files` files, the current event date included. A child rather than a thread: the
+merge runs off the receive path and out of the worker's memory (DuckDB never loads in the
+worker), and a stop kills it safely (a compaction killed at any step leaves a valid
+warehouse: consumer/maintenance/compaction.py). Several workers on one warehouse take
+turns through the compaction lock; a round that finds it held does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from consumer.config import CompactionSettings
+from consumer.tuning import child_environment
+
+log = logging.getLogger("amlwh.worker")
+
+
+class BackgroundCompaction:
+    def __init__(self, warehouse: Path, compression: str, settings: CompactionSettings,
+                 commits: Callable[[], int]) -> None:
+        self.warehouse = Path(warehouse)
+        self.compression = compression
+        self.settings = settings
+        self.commits = commits  # how many commits the worker made so far
+        self.rounds = 0
+        self._child: asyncio.subprocess.Process | None = None
+
+    async def run_forever(self) -> None:
+        seen = self.commits()
+        while True:
+            await asyncio.sleep(self.settings.interval_s)
+            if self.commits() == seen:
+                continue  # nothing new since the last round
+            seen = self.commits()
+            await self.run_once()
+
+    async def run_once(self) -> int:
+        """One `amlwh compact` child, to its end; returns its exit status."""
+        s = self.settings
+        env = child_environment({
+            "AMLWH_WAREHOUSE__PATH": str(self.warehouse),
+            "AMLWH_WAREHOUSE__COMPRESSION": self.compression,
+            "AMLWH_COMPACTION__GRACE_S": str(s.grace_s),
+            "AMLWH_COMPACTION__MEMORY_LIMIT": s.memory_limit,
+        })
+        self._child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "consumer", "--config", os.devnull, "compact",
+            "--min-files", str(s.min_files), "--quiet", env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            _, err = await self._child.communicate()
+        finally:
+            child, self._child = self._child, None
+        self.rounds += 1
+        if child.returncode == 0:
+            log.info("background compaction round %d of %s done", self.rounds, self.warehouse)
+        else:
+            log.warning("background compaction of %s exited %s: %s (the warehouse stays valid; "
+                        "the next round tries again)", self.warehouse, child.returncode,
+                        err.decode(errors="replace").strip()[-500:])
+        return child.returncode
+
+    def stop(self) -> None:
+        """Kill a running child: what it did so far is safe, the rest waits for a next run."""
+        if self._child is not None and self._child.returncode is None:
+            self._child.kill()

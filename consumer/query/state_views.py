@@ -1,0 +1,188 @@
+"""The headline run views over maintained state, so that their cost follows what is new,
+not all history.
+
+A compaction (consumer/maintenance/state.py) stores what `runs`, `run_status_history`
+and the run half of `monitor_metrics` (`internal.run_metrics`) held for the run_events
+files it had read, and records those files as *folded* in a manifest. A connection then:
+
+1. reads the newest manifest's state files as schema `kept`;
+2. takes the run_events rows not folded in yet, the committed files outside the manifest
+   and the provisional rows, and the runs they touch (`touched.run_keys`);
+3. recomputes those runs from all their events with the reference SQL of sql/views, in
+   schemas `affected` (their new rows) and `retracted` (their rows in the state). Their
+   events are read from event dates on from the earliest of the run's stored creation
+   date and the new rows' dates: a run in the state has no event before its creation,
+   and a run not in the state has only new events;
+4. replaces `runs`, `run_status_history` and `internal.run_metrics` by the state with the
+   touched runs' rows swapped (sql/state/*.sql). `run_durations`, `failure_rates` and
+   `monitor_metrics` keep their reference SQL, over these.
+
+Why this equals the reference views: a run's rows in each of them are a function of that
+run's deduplicated events only, and the state holds each run's rows as computed from all
+its events in folded files. A run with no event outside those files keeps its stored
+rows, which are still exact; any other run is recomputed from all its events, folded or
+not. Metric minutes are counts, so taking a run's stored contribution out and its new
+one in is exact. The reference views stay available in schema `reference`, and a
+property test holds the two equal (tests/consumer/maintenance/test_state.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from consumer.storage.layout import STATE_DIR, committed_glob
+from consumer.storage.schema import view_sql
+
+MANIFEST_GLOB = "manifest-*.json"
+STATE_TABLES = ("runs", "run_status_history", "run_metrics")
+_CREATE_VIEW = re.compile(r"CREATE VIEW (?:\w+\.)?(\w+) AS")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    generation: int
+    views: str  # the fingerprint of the SQL the state was computed with
+    state: dict[str, str]  # state table -> its file, relative to the warehouse
+    folded: frozenset[str]  # run_events files folded in, relative to the warehouse
+
+
+@dataclass(frozen=True)
+class StateScope:
+    """What a connection read: the manifest, and the run_events files it found not folded."""
+
+    manifest: Manifest
+    fresh: tuple[Path, ...]
+    touched_runs: int
+
+
+@cache
+def state_sql() -> tuple[tuple[str, str], ...]:
+    folder = resources.files("sql") / "state"
+    entries = sorted((e for e in folder.iterdir() if e.name.endswith(".sql")), key=lambda e: e.name)
+    return tuple((e.name, e.read_text()) for e in entries)
+
+
+@cache
+def views_fingerprint() -> str:
+    """Changes whenever a view's SQL does: a state computed by other SQL is not used."""
+    digest = hashlib.sha256()
+    for _, sql in view_sql() + state_sql():
+        digest.update(sql.encode())
+    return digest.hexdigest()[:16]
+
+
+def manifest_path(root: Path, generation: int) -> Path:
+    return Path(root) / STATE_DIR / f"manifest-{generation:012d}.json"
+
+
+def read_manifest(root: Path) -> Manifest | None:
+    """The newest manifest computed with this release's SQL, or None."""
+    for path in sorted((Path(root) / STATE_DIR).glob(MANIFEST_GLOB), reverse=True):
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            continue  # superseded and deleted since it was listed
+        if data["views"] != views_fingerprint():
+            return None  # another release's state: read from scratch until it is rebuilt
+        return Manifest(data["generation"], data["views"], data["state"], frozenset(data["folded"]))
+    return None
+
+
+def reference_sql(file_name: str, schema: str, *, store: str = "store") -> str:
+    """A reference view file's SQL, creating its views in `schema` (which then resolve the
+    names they read in `schema` first) and reading stored rows from schema `store`."""
+    sql = dict(view_sql())[file_name]
+    sql = _CREATE_VIEW.sub(lambda m: f"CREATE VIEW {schema}.{m.group(1)} AS", sql)
+    return sql.replace("FROM store.", f"FROM {store}.")
+
+
+def bind_state(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
+               buffered: str | None) -> StateScope:
+    """Replace the headline run views of `con` (built by query.connection) by views over the
+    manifest's state plus what it has not folded in; `buffered` names the table of
+    provisional run_events rows, if any."""
+    root = Path(root)
+    con.execute("CREATE SCHEMA kept")
+    for name in STATE_TABLES:
+        con.execute(f"CREATE VIEW kept.{name} AS SELECT * FROM read_parquet({_literal(root / manifest.state[name])})")
+    listed = sorted(Path(p) for p in _glob(committed_glob(root, "run_events")))
+    fresh = tuple(p for p in listed if str(p.relative_to(root)) not in manifest.folded)
+    sources = [f"SELECT workspace, run_id, event_time, event_date FROM read_parquet([{', '.join(_literal(p) for p in fresh)}], "
+               "hive_partitioning = true, hive_types = {'event_date': DATE}, union_by_name = true)"] if fresh else []
+    if buffered is not None:
+        sources.append(f"SELECT workspace, run_id, event_time, event_date FROM {buffered}")
+    con.execute("CREATE SCHEMA touched")
+    new_rows = " UNION ALL ".join(sources) or ("SELECT NULL::VARCHAR AS workspace, NULL::VARCHAR AS run_id, "
+                                            "NULL::TIMESTAMPTZ AS event_time, NULL::DATE AS event_date WHERE false")
+    con.execute(f"CREATE TEMP TABLE new_run_rows AS {new_rows}")
+    con.execute("CREATE TABLE touched.run_keys AS SELECT DISTINCT workspace, run_id FROM new_run_rows")
+    touched = con.execute("SELECT count(*) FROM touched.run_keys").fetchall()[0][0]
+    since = None
+    if touched:  # the earliest a touched run can have been created
+        since = con.execute(
+            "SELECT least((SELECT min(event_time) FROM new_run_rows), (SELECT min(s.created_at) "
+            "FROM kept.runs s SEMI JOIN touched.run_keys k "
+            "ON s.run_id = k.run_id AND s.workspace IS NOT DISTINCT FROM k.workspace))").fetchall()[0][0]
+    con.execute("DROP TABLE new_run_rows")
+    if touched:
+        _recompute_touched(con, since)
+    else:  # nothing new: no need to bind the stored tables at all
+        for name in STATE_TABLES:
+            kind = "VIEW" if name == "run_metrics" else "TABLE"  # as _recompute_touched makes them
+            con.execute(f"CREATE {kind} touched.{name} AS SELECT * FROM kept.{name} LIMIT 0")
+        con.execute("CREATE TABLE touched.retracted_metrics AS SELECT * FROM kept.run_metrics LIMIT 0")
+    at = "TIMESTAMPTZ 'infinity'" if since is None else f"TIMESTAMPTZ '{since.isoformat()}'"
+    minute = at if since is None else f"date_trunc('minute', {at})"
+    for _, sql in state_sql():
+        con.execute(sql.replace("{since_minute}", minute).replace("{since}", at))
+    return StateScope(manifest, fresh, touched)
+
+
+def _recompute_touched(con: duckdb.DuckDBPyConnection, since) -> None:
+    """touched.<table>: the touched runs' rows recomputed from all their events, and
+    touched.retracted_metrics: their metric rows in the state. Each touched run was created
+    at or after `since`, so only events and stored rows from then on are read."""
+    at = f"TIMESTAMPTZ '{since.isoformat()}'"
+    con.execute("CREATE SCHEMA scope")
+    con.execute(
+        "CREATE VIEW scope.run_events AS SELECT r.* FROM store.run_events r SEMI JOIN touched.run_keys k "
+        "ON r.run_id = k.run_id AND r.workspace IS NOT DISTINCT FROM k.workspace "
+        f"WHERE r.event_date >= DATE '{since.date().isoformat()}'")  # UTC: the connection's zone
+    con.execute("CREATE SCHEMA affected")
+    con.execute(_only_view(reference_sql("00_deduplicated.sql", "affected", store="scope"), "run_events"))
+    for file_name in ("10_runs.sql", "11_run_status_history.sql"):
+        con.execute(reference_sql(file_name, "affected"))
+    for name in ("runs", "run_status_history"):
+        con.execute(f"CREATE TABLE touched.{name} AS SELECT * FROM affected.{name}")
+    con.execute(reference_sql("45_run_metrics.sql", "touched"))  # over the two tables just made
+    con.execute("CREATE SCHEMA retracted")
+    for name, time in (("runs", "created_at"), ("run_status_history", "status_at")):
+        con.execute(f"CREATE VIEW retracted.{name} AS SELECT s.* FROM kept.{name} s SEMI JOIN touched.run_keys k "
+                    f"ON s.run_id = k.run_id AND s.workspace IS NOT DISTINCT FROM k.workspace "
+                    f"WHERE s.{time} >= {at}")
+    con.execute(reference_sql("45_run_metrics.sql", "retracted"))
+    con.execute("CREATE TABLE touched.retracted_metrics AS SELECT * FROM retracted.run_metrics")
+
+
+def _only_view(sql: str, name: str) -> str:
+    """The one statement of a multi-view file that creates `name`."""
+    for statement in sql.split(";"):
+        if re.search(rf"CREATE VIEW \w+\.{name} AS", statement):
+            return statement
+    raise ValueError(f"no view {name} in {sql[:80]}")
+
+
+def _glob(pattern: Path) -> list[Path]:
+    return list(pattern.parent.parent.glob(f"{pattern.parent.name}/{pattern.name}"))
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
