@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from consumer.clock import wall_us
+from consumer.clock import pause_s, wall_us
 from consumer.config_file import plain_warehouse_path
 from consumer.errors import AmlwhError, ConfigError
 from consumer.tuning import prepare_environment, tune_live_worker, tune_short_command
@@ -168,7 +168,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"unknown table(s) {unknown}; choose from {sorted(table_ddl())}")
     return _compact(settings, quiet=args.quiet, tables=tuple(args.table or ()) or None,
-                    before=args.before, min_files=args.min_files)
+                    before=args.before, min_files=args.min_files,
+                    wait=pause_s if args.wait_for_grace else None)
 
 
 def cmd_rebuild_state(args: argparse.Namespace) -> int:
@@ -280,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only event dates before this one")
     compact.add_argument("--min-files", type=int, default=2, metavar="N",
                          help="merge partitions with at least N files (default 2)")
+    compact.add_argument("--wait-for-grace", action="store_true",
+                         help="then wait [compaction] grace_s and delete the files it replaced")
     compact.add_argument("-q", "--quiet", action="store_true", help="no summary")
     compact.set_defaults(handler=cmd_compact)
 

@@ -25,3 +25,8 @@ def mono_us() -> int:
 def mono_s() -> float:
     """Monotonic seconds, for intervals only."""
     return time.monotonic()
+
+
+def pause_s(seconds: float) -> None:
+    """Block this thread for `seconds` (a child process waiting out a grace period)."""
+    time.sleep(seconds)

@@ -2,7 +2,8 @@
 
 Every `[compaction] interval_s`, if the worker committed anything since the last round, a
 child process (`amlwh compact`) merges the warehouse's partitions that have gathered
-`min_files` files, the current event date included. A child rather than a thread: the
+`min_files` files, the current event date included, and deletes the files it replaced
+once their grace has passed (the child waits for it). A child rather than a thread: the
 merge runs off the receive path and out of the worker's memory (DuckDB never loads in the
 worker), and a stop kills it safely (a compaction killed at any step leaves a valid
 warehouse: consumer/maintenance/compaction.py). Several workers on one warehouse take
@@ -54,7 +55,7 @@ class BackgroundCompaction:
         })
         self._child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "consumer", "--config", os.devnull, "compact",
-            "--min-files", str(s.min_files), "--quiet", env=env,
+            "--min-files", str(s.min_files), "--wait-for-grace", "--quiet", env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
             _, err = await self._child.communicate()

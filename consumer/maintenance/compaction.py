@@ -93,11 +93,13 @@ def compact(
     memory_limit: str = "1GB",
     threads: int = 0,
     rebuild_state: bool = False,
+    wait: Callable[[float], None] | None = None,
 ) -> CompactionReport:
     """Under the warehouse's maintenance lock: fold new run events into the view state
     (maintenance/state.py), then merge every partition of `tables` (all by default) with
     at least `min_files` files, event dates before `before` only if given. Retired files
-    past their grace are deleted first and last."""
+    past their grace are deleted first and last; with `wait`, files this run retired are
+    waited for (`wait(grace_s)`) and deleted too, so a background round leaves none behind."""
     root = Path(root)
     names = tuple(tables) if tables else tuple(table_ddl())
     report = CompactionReport()
@@ -135,6 +137,8 @@ def compact(
             result.folded |= {str(m.file.relative_to(root)) for m in merged_runs}
             publish(root, result, current, now_s())
             report.fold = result
+        if wait is not None and report.merged:
+            wait(grace_s)
         report.deleted += delete_retired(root, now_s(), grace_s)
     return report
 

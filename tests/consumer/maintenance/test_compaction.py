@@ -140,3 +140,17 @@ def test_the_key_index_lists_again_when_a_file_vanishes_under_it(tmp_path, monke
 
 def _day_of(folder: Path) -> int:
     return (date.fromisoformat(folder.name.split("=")[1]) - date(1970, 1, 1)).days
+
+
+def test_a_round_that_waits_out_the_grace_leaves_no_replaced_file(tmp_path):
+    for n in range(2):
+        write_batch(tmp_path, list(range(len(STREAM))), n)
+    clock, waited = [1000.0], []
+
+    def wait(seconds: float) -> None:
+        waited.append(seconds)
+        clock[0] += seconds
+
+    report = compact(tmp_path, now_s=lambda: clock[0], grace_s=60, wait=wait)
+    assert waited == [60] and report.deleted > 0 and pending_retirements(tmp_path) == 0
+    assert all(len({p.parent for p in f}) == len(f) for f in committed_files(tmp_path).values())
