@@ -78,7 +78,8 @@ def recent_events(path: Path, events: int) -> Path:
 
     from bench.backfill_input import START_US
 
-    stream = generate(max(1, events // 6), seed=99, start_us=START_US + int(29.5 * 86400e6),
+    # a new seed each run: with --reuse, runs already stored would be skipped as duplicates
+    stream = generate(max(1, events // 6), seed=time.time_ns() % 1_000_003, start_us=START_US + int(29.5 * 86400e6),
                       span_s=12 * 3600, payload_bytes=1620)
     path.write_bytes(b"\n".join(stream.bodies[:events]) + b"\n")
     return path
