@@ -46,6 +46,7 @@ import duckdb
 
 from consumer.maintenance.retirement import delete_retired, retire
 from consumer.maintenance.state import Fold, fold, publish, sweep_abandoned
+from consumer.query.state_views import FOLDED_TABLES
 from consumer.storage.durable import Publication
 from consumer.storage.layout import COMPACTION_DIR, table_dir
 from consumer.storage.parquet_files import write_batches
@@ -119,7 +120,7 @@ def compact(
                     report.files_before += len(listed)
                     report.files_after += len(listed)
                     files = listed
-                    if name == "run_events":  # only what the state holds: the rest stays new
+                    if name in FOLDED_TABLES:  # only what the state holds: the rest stays new
                         files = [p for p in listed if str(p.relative_to(root)) in folded]
                     if len(files) < min_files:
                         continue
@@ -129,12 +130,12 @@ def compact(
                     report.files_after += 1 - len(files)
         finally:
             con.close()
-        merged_runs = [m for m in report.merged if m.table == "run_events"]
-        if merged_runs and result is None and current is not None:  # same state, new file names
+        merged_folded = [m for m in report.merged if m.table in FOLDED_TABLES]
+        if merged_folded and result is None and current is not None:  # same state, new file names
             result = Fold(current.generation + 1, dict(current.state), set(current.folded))
         if result is not None:
             # a merged file holds folded events only; its inputs stay folded until deleted
-            result.folded |= {str(m.file.relative_to(root)) for m in merged_runs}
+            result.folded |= {str(m.file.relative_to(root)) for m in merged_folded}
             publish(root, result, current, now_s())
             report.fold = result
         if wait is not None and report.merged:

@@ -1,10 +1,10 @@
 """Maintained view state: folding newly committed run events into stored results.
 
 A fold opens the views as a reader would, without provisional rows: over the current
-state plus the run_events files it has not folded in (query/state_views.py says why those
-views equal the reference ones). It stores what `runs`, `run_status_history` and
-`internal.run_metrics` hold as three Parquet files of a new generation, sorted for
-lookups by run, and the run_events files it read become folded. The work is the touched
+state plus the run_events and model files it has not folded in (query/state_views.py says
+why those views equal the reference ones). It stores what `runs`, `run_status_history`,
+`internal.run_metrics` and `internal.model_metrics` hold as four Parquet files of a new
+generation, and the files it read become folded. The work is the touched
 runs' events and a rewrite of the stored results; the first fold computes them from all
 history, like `amlwh rebuild-state`.
 
@@ -25,7 +25,13 @@ from pathlib import Path
 
 from consumer.maintenance.retirement import retire
 from consumer.query.connection import open_views
-from consumer.query.state_views import Manifest, manifest_path, read_manifest, views_fingerprint
+from consumer.query.state_views import (
+    FOLDED_TABLES,
+    Manifest,
+    manifest_path,
+    read_manifest,
+    views_fingerprint,
+)
 from consumer.storage.durable import fsync_path
 from consumer.storage.layout import STATE_DIR, committed_glob
 
@@ -35,6 +41,7 @@ _MATERIALIZED = {
     "runs": "SELECT * FROM runs ORDER BY run_id, workspace",
     "run_status_history": "SELECT * FROM run_status_history ORDER BY run_id, workspace, entry_number",
     "run_metrics": 'SELECT * FROM internal.run_metrics ORDER BY "time", workspace, metric',
+    "model_metrics": 'SELECT * FROM internal.model_metrics ORDER BY "time", workspace, metric',
 }
 STALE_FOLDER_S = 3600.0
 
@@ -45,7 +52,7 @@ class Fold:
 
     generation: int
     state: dict[str, str]  # table -> file relative to the warehouse
-    folded: set[str] = field(default_factory=set)  # run_events files folded in, relative
+    folded: set[str] = field(default_factory=set)  # files of FOLDED_TABLES folded in, relative
     touched_runs: int = 0
     fresh_files: int = 0
 
@@ -65,8 +72,10 @@ def fold(root: Path, *, rebuild: bool = False, memory_limit: str = "1GB") -> tup
             folded |= {str(p.relative_to(root)) for p in scope.fresh}
             touched = scope.touched_runs
         else:  # everything the reference views read now is folded in
-            listed = committed_glob(root, "run_events")
-            folded = {str(p.relative_to(root)) for p in listed.parent.parent.glob(f"*/{listed.name}")}
+            folded = set()
+            for name in FOLDED_TABLES:
+                listed = committed_glob(root, name)
+                folded |= {str(p.relative_to(root)) for p in listed.parent.parent.glob(f"*/{listed.name}")}
             touched = -1
         generation = max(_generations(root), default=0) + 1
         folder = root / STATE_DIR / f"{generation:012d}"

@@ -86,7 +86,8 @@ def _open_views(warehouse: Path, provisional: bool,
         manifest = read_manifest(warehouse) if use_state else None
         scope = None
         if manifest is not None:
-            buffered = "_buffered_run_events" if "_buffered_run_events" in sources["run_events"] else None
+            buffered = {name: f"_buffered_{name}" for name, source in sources.items()
+                        if f"_buffered_{name}" in source}
             scope = bind_state(con, warehouse, manifest, buffered)
         return con, scope
     except BaseException:

@@ -2,8 +2,9 @@
 not all history.
 
 A compaction (consumer/maintenance/state.py) stores what `runs`, `run_status_history`
-and the run half of `monitor_metrics` (`internal.run_metrics`) held for the run_events
-files it had read, and records those files as *folded* in a manifest. A connection then:
+and the two halves of `monitor_metrics` (`internal.run_metrics`, `internal.model_metrics`)
+held for the run_events and model files it had read, and records those files as *folded*
+in a manifest. A connection then:
 
 1. reads the newest manifest's state files as schema `kept`;
 2. takes the run_events rows not folded in yet, the committed files outside the manifest
@@ -15,7 +16,9 @@ files it had read, and records those files as *folded* in a manifest. A connecti
    and a run not in the state has only new events;
 4. replaces `runs`, `run_status_history` and `internal.run_metrics` by the state with the
    touched runs' rows swapped (sql/state/*.sql). `run_durations`, `failure_rates` and
-   `monitor_metrics` keep their reference SQL, over these.
+   `monitor_metrics` keep their reference SQL, over these;
+5. adds to the stored `internal.model_metrics` the model events not folded in yet (those
+   of which no folded file holds a copy): it counts events, one minute each.
 
 Why this equals the reference views: a run's rows in each of them are a function of that
 run's deduplicated events only, and the state holds each run's rows as computed from all
@@ -42,7 +45,9 @@ from consumer.storage.layout import STATE_DIR, committed_glob
 from consumer.storage.schema import view_sql
 
 MANIFEST_GLOB = "manifest-*.json"
-STATE_TABLES = ("runs", "run_status_history", "run_metrics")
+STATE_TABLES = ("runs", "run_status_history", "run_metrics", "model_metrics")
+MODEL_TABLES = ("model_registrations", "model_deployments")
+FOLDED_TABLES = ("run_events",) + MODEL_TABLES
 _CREATE_VIEW = re.compile(r"CREATE VIEW (?:\w+\.)?(\w+) AS")
 
 
@@ -51,12 +56,13 @@ class Manifest:
     generation: int
     views: str  # the fingerprint of the SQL the state was computed with
     state: dict[str, str]  # state table -> its file, relative to the warehouse
-    folded: frozenset[str]  # run_events files folded in, relative to the warehouse
+    folded: frozenset[str]  # files of FOLDED_TABLES folded in, relative to the warehouse
 
 
 @dataclass(frozen=True)
 class StateScope:
-    """What a connection read: the manifest, and the run_events files it found not folded."""
+    """What a connection read: the manifest, and the files of FOLDED_TABLES it found not
+    folded in."""
 
     manifest: Manifest
     fresh: tuple[Path, ...]
@@ -105,21 +111,22 @@ def reference_sql(file_name: str, schema: str, *, store: str = "store") -> str:
 
 
 def bind_state(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
-               buffered: str | None) -> StateScope:
+               buffered: dict[str, str]) -> StateScope:
     """Replace the headline run views of `con` (built by query.connection) by views over the
-    manifest's state plus what it has not folded in; `buffered` names the table of
-    provisional run_events rows, if any."""
+    manifest's state plus what it has not folded in; `buffered` names the tables of
+    provisional rows, by stored table."""
     root = Path(root)
     con.execute("CREATE SCHEMA kept")
     for name in STATE_TABLES:
         con.execute(f"CREATE VIEW kept.{name} AS SELECT * FROM read_parquet({_literal(root / manifest.state[name])})")
+    con.execute("CREATE SCHEMA touched")
+    fresh_models = _new_model_metrics(con, root, manifest, buffered)
     listed = sorted(Path(p) for p in _glob(committed_glob(root, "run_events")))
     fresh = tuple(p for p in listed if str(p.relative_to(root)) not in manifest.folded)
     sources = [f"SELECT workspace, run_id, event_time, event_date FROM read_parquet([{', '.join(_literal(p) for p in fresh)}], "
                "hive_partitioning = true, hive_types = {'event_date': DATE}, union_by_name = true)"] if fresh else []
-    if buffered is not None:
-        sources.append(f"SELECT workspace, run_id, event_time, event_date FROM {buffered}")
-    con.execute("CREATE SCHEMA touched")
+    if "run_events" in buffered:
+        sources.append(f"SELECT workspace, run_id, event_time, event_date FROM {buffered['run_events']}")
     new_rows = " UNION ALL ".join(sources) or ("SELECT NULL::VARCHAR AS workspace, NULL::VARCHAR AS run_id, "
                                             "NULL::TIMESTAMPTZ AS event_time, NULL::DATE AS event_date WHERE false")
     con.execute(f"CREATE TEMP TABLE new_run_rows AS {new_rows}")
@@ -135,7 +142,7 @@ def bind_state(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
     if touched:
         _recompute_touched(con, since)
     else:  # nothing new: no need to bind the stored tables at all
-        for name in STATE_TABLES:
+        for name in ("runs", "run_status_history", "run_metrics"):
             kind = "VIEW" if name == "run_metrics" else "TABLE"  # as _recompute_touched makes them
             con.execute(f"CREATE {kind} touched.{name} AS SELECT * FROM kept.{name} LIMIT 0")
         con.execute("CREATE TABLE touched.retracted_metrics AS SELECT * FROM kept.run_metrics LIMIT 0")
@@ -143,7 +150,7 @@ def bind_state(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
     minute = at if since is None else f"date_trunc('minute', {at})"
     for _, sql in state_sql():
         con.execute(sql.replace("{since_minute}", minute).replace("{since}", at))
-    return StateScope(manifest, fresh, touched)
+    return StateScope(manifest, fresh + fresh_models, touched)
 
 
 def _recompute_touched(con: duckdb.DuckDBPyConnection, since) -> None:
@@ -170,6 +177,43 @@ def _recompute_touched(con: duckdb.DuckDBPyConnection, since) -> None:
                     f"WHERE s.{time} >= {at}")
     con.execute(reference_sql("45_run_metrics.sql", "retracted"))
     con.execute("CREATE TABLE touched.retracted_metrics AS SELECT * FROM retracted.run_metrics")
+
+
+def _new_model_metrics(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
+                       buffered: dict[str, str]) -> tuple[Path, ...]:
+    """touched.model_metrics: what model events not folded in yet add to the model half of
+    monitor_metrics. It counts events, so each new one adds to its minute; an event is new
+    when no folded file holds a copy of it, and its copies share its event date, so only the
+    folded files of the new rows' dates are read. Returns the model files not folded in."""
+    fresh: list[Path] = []
+    con.execute("CREATE SCHEMA new_models")
+    for name in MODEL_TABLES:
+        listed = sorted(_glob(committed_glob(root, name)))
+        new_files = [p for p in listed if str(p.relative_to(root)) not in manifest.folded]
+        fresh += new_files
+        parts = [f"SELECT *, false AS provisional FROM {_files(new_files)}"] if new_files else []
+        if name in buffered:
+            parts.append(f"SELECT *, true AS provisional FROM {buffered[name]}")
+        if not parts:
+            parts = [f"SELECT *, false AS provisional FROM mem.{name}"]
+        con.execute(f"CREATE TEMP TABLE new_{name} AS {' UNION ALL BY NAME '.join(parts)}")
+        days = {str(d) for (d,) in con.execute(f"SELECT DISTINCT event_date FROM new_{name}").fetchall()}
+        folded = [p for p in listed if str(p.relative_to(root)) in manifest.folded
+                  and p.parent.name.removeprefix("event_date=") in days]
+        anti = (f"ANTI JOIN (SELECT workspace, event_id FROM {_files(folded)}) f "
+                "ON n.event_id = f.event_id AND n.workspace IS NOT DISTINCT FROM f.workspace") if folded else ""
+        con.execute(f"CREATE VIEW new_models.{name}_rows AS SELECT n.* FROM new_{name} n {anti}")
+        dedupe = _only_view(reference_sql("00_deduplicated.sql", "new_models"), name)
+        con.execute(dedupe.replace(f"FROM store.{name}", f"FROM new_models.{name}_rows"))
+    con.execute(reference_sql("46_model_metrics.sql", "new_models"))
+    con.execute("CREATE TABLE touched.model_metrics AS SELECT * FROM new_models.model_metrics")
+    return tuple(fresh)
+
+
+def _files(paths: list[Path]) -> str:
+    listed = ", ".join(_literal(p) for p in paths)
+    return (f"read_parquet([{listed}], hive_partitioning = true, hive_types = {{'event_date': DATE}}, "
+            "union_by_name = true)")
 
 
 def _only_view(sql: str, name: str) -> str:

@@ -1,11 +1,13 @@
-"""Maintained view state equals the reference views: whatever the order, the duplicates,
-the late arrivals, and wherever a compaction stopped."""
+"""Maintained view state equals the reference views (run views and both halves of
+monitor_metrics): whatever the order, the duplicates, the late arrivals, and wherever a
+compaction stopped."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from unittest import mock
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,11 +17,12 @@ from consumer.maintenance.compaction import compact
 from consumer.maintenance.state import fold
 from consumer.query.connection import open_views
 from consumer.query.state_views import read_manifest
-from tests.support.events import RC, run_event
+from tests.support.events import RC, WS, run_event
 from tests.support.warehouse import store_copies
 
 RUN_VIEWS = ("runs", "run_status_history", "run_durations", "failure_rates", "monitor_metrics")
 OTHER_WS = "/subscriptions/x/resourceGroups/y/providers/Microsoft.MachineLearningServices/workspaces/other"
+T = "Microsoft.MachineLearningServices."
 STATUSES = ("NotStarted", "Queued", "Running", "Finalizing", "Completed", "Failed", "Canceled")
 
 
@@ -39,7 +42,24 @@ def _stream() -> list[bytes]:
     return bodies
 
 
-STREAM = _stream()
+def _model_events() -> list[bytes]:
+    """Registrations and deployments (two models each) over two dates, two in one minute."""
+    bodies = []
+    for i in range(4):
+        time = f"2025-01-0{1 + i % 2}T23:5{i}:30Z"
+        bodies.append(orjson.dumps({
+            "topic": WS, "subject": f"models/m{i}:1", "eventType": T + "ModelRegistered",
+            "eventTime": time, "id": f"reg-{i}", "dataVersion": "2",
+            "data": {"modelName": f"m{i}", "modelVersion": "1", "modelTags": {}, "modelProperties": {}}}))
+        bodies.append(orjson.dumps({
+            "topic": WS, "subject": f"endpoints/svc{i % 2}", "eventType": T + "ModelDeployed",
+            "eventTime": time, "id": f"dep-{i}", "dataVersion": "2",
+            "data": {"serviceName": f"svc{i % 2}", "serviceComputeType": "ACI",
+                     "modelIds": f"m{i}:1,m{i + 1}:1", "serviceTags": {}, "serviceProperties": {}}}))
+    return bodies
+
+
+STREAM = _stream() + _model_events()
 
 
 class Crash(Exception):
