@@ -34,6 +34,7 @@ class BackgroundCompaction:
         self.commits = commits  # how many commits the worker made so far
         self.rounds = 0
         self._child: asyncio.subprocess.Process | None = None
+        self._stopped = False
 
     async def run_forever(self) -> None:
         seen = self.commits()
@@ -62,7 +63,9 @@ class BackgroundCompaction:
         finally:
             child, self._child = self._child, None
         self.rounds += 1
-        if child.returncode == 0:
+        if self._stopped:
+            pass  # killed by stop(): nothing to report
+        elif child.returncode == 0:
             log.info("background compaction round %d of %s done", self.rounds, self.warehouse)
         else:
             log.warning("background compaction of %s exited %s: %s (the warehouse stays valid; "
@@ -72,5 +75,6 @@ class BackgroundCompaction:
 
     def stop(self) -> None:
         """Kill a running child: what it did so far is safe, the rest waits for a next run."""
+        self._stopped = True
         if self._child is not None and self._child.returncode is None:
             self._child.kill()

@@ -25,7 +25,8 @@ Why readers and writers never lose or double an event:
 - A crash at any step leaves a valid warehouse: hidden temporary files (swept after an
   hour by the next writer to that folder), or a merged file next to inputs not yet retired
   (the views hide the copies; the next compaction merges them all again), or retirement
-  records whose deletions did not all run (the next compaction runs them).
+  records whose deletions did not all run (the next compaction runs them). Inputs are
+  retired only after the state's manifest lists the merged files (maintenance/state.py).
 - One compaction at a time per warehouse (a lock under `_compaction/`); a second one
   skips. Two at once would still be safe, only wasteful: each keeps every key it read.
 """
@@ -125,7 +126,6 @@ def compact(
                     if len(files) < min_files:
                         continue
                     merged = merge_partition(con, name, folder, files, compression, file_stamp(now_s()))
-                    retire(root, files, merged.file, now_s())
                     report.merged.append(merged)
                     report.files_after += 1 - len(files)
         finally:
@@ -138,6 +138,11 @@ def compact(
             result.folded |= {str(m.file.relative_to(root)) for m in merged_folded}
             publish(root, result, current, now_s())
             report.fold = result
+        # Inputs are retired only once the manifest lists their merged file as folded: a
+        # model event counts as new when no folded file holds a copy, so an input deleted
+        # while its merged file is not yet folded would make its events count twice.
+        for m in report.merged:
+            retire(root, list(m.inputs), m.file, now_s())
         if wait is not None and report.merged:
             wait(grace_s)
         report.deleted += delete_retired(root, now_s(), grace_s)

@@ -26,14 +26,13 @@ from pathlib import Path
 from consumer.maintenance.retirement import retire
 from consumer.query.connection import open_views
 from consumer.query.state_views import (
-    FOLDED_TABLES,
     Manifest,
     manifest_path,
     read_manifest,
     views_fingerprint,
 )
 from consumer.storage.durable import fsync_path
-from consumer.storage.layout import STATE_DIR, committed_glob
+from consumer.storage.layout import STATE_DIR
 
 # what each state file holds, in the order that serves its readers: runs and status history
 # by run (a run's row or history is a few row groups' read), metric minutes by time
@@ -62,21 +61,17 @@ def fold(root: Path, *, rebuild: bool = False, memory_limit: str = "1GB") -> tup
     computes it from all history, ignoring the current state."""
     root = Path(root)
     current = read_manifest(root)
-    con, scope = open_views(root, provisional=False, use_state=not rebuild)
+    # A first fold or a rebuild starts from an empty state, not from the reference views:
+    # those read whatever files exist when they run, and a file committed meanwhile would be
+    # in the state without being listed as folded; the model metrics would count it twice.
+    con, scope = open_views(root, provisional=False, from_empty_state=rebuild or current is None)
     try:
         con.execute(f"SET memory_limit = '{memory_limit}'")
-        if scope is not None:
-            if not scope.fresh:
-                return None, current
-            folded = {f for f in scope.manifest.folded if (root / f).exists()}
-            folded |= {str(p.relative_to(root)) for p in scope.fresh}
-            touched = scope.touched_runs
-        else:  # everything the reference views read now is folded in
-            folded = set()
-            for name in FOLDED_TABLES:
-                listed = committed_glob(root, name)
-                folded |= {str(p.relative_to(root)) for p in listed.parent.parent.glob(f"*/{listed.name}")}
-            touched = -1
+        if not scope.fresh and current is not None and not rebuild:
+            return None, current
+        folded = {f for f in scope.manifest.folded if (root / f).exists()}
+        folded |= {str(p.relative_to(root)) for p in scope.fresh}
+        touched = scope.touched_runs
         generation = max(_generations(root), default=0) + 1
         folder = root / STATE_DIR / f"{generation:012d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +85,7 @@ def fold(root: Path, *, rebuild: bool = False, memory_limit: str = "1GB") -> tup
         fsync_path(folder.parent)
     finally:
         con.close()
-    return Fold(generation, state, folded, touched, len(scope.fresh) if scope else len(folded)), current
+    return Fold(generation, state, folded, touched, len(scope.fresh)), current
 
 
 def publish(root: Path, result: Fold, previous: Manifest | None, now_s: float) -> Path:

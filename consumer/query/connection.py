@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from consumer.errors import QueryRefused
-from consumer.query.state_views import StateScope, bind_state, read_manifest
+from consumer.query.state_views import Manifest, StateScope, bind_state, read_manifest, views_fingerprint
 from consumer.storage.layout import ANCHOR, committed_glob, provisional_dir, table_dir
 from consumer.storage.schema import PARTITION_COLUMN, ddl_columns, table_ddl, view_sql
 
@@ -46,24 +46,26 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     return open_views(warehouse)[0]
 
 
-def open_views(warehouse: Path, *, provisional: bool = True,
-               use_state: bool = True) -> tuple[duckdb.DuckDBPyConnection, StateScope | None]:
+def open_views(warehouse: Path, *, provisional: bool = True, use_state: bool = True,
+               from_empty_state: bool = False) -> tuple[duckdb.DuckDBPyConnection, StateScope | None]:
     """A connection with the stored tables and the views, over the maintained state when
     there is one (and `use_state`), and its scope (None: reference views from scratch).
+    `from_empty_state`: as over a state that has folded nothing in, so every stored file is
+    listed as new (a fold then knows exactly which files it read).
     A file a compaction deleted between its listing and its read makes the build start
     again: compaction deletes a file only after its replacement was visible (maintenance/
     compaction.py), so the new listing holds every event."""
     for attempt in range(_ATTEMPTS):
         try:
-            return _open_views(Path(warehouse), provisional, use_state)
+            return _open_views(Path(warehouse), provisional, use_state, from_empty_state)
         except (duckdb.IOException, FileNotFoundError):
             if attempt == _ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
 
 
-def _open_views(warehouse: Path, provisional: bool,
-                use_state: bool) -> tuple[duckdb.DuckDBPyConnection, StateScope | None]:
+def _open_views(warehouse: Path, provisional: bool, use_state: bool,
+                from_empty_state: bool) -> tuple[duckdb.DuckDBPyConnection, StateScope | None]:
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -84,6 +86,8 @@ def _open_views(warehouse: Path, provisional: bool,
         for name, source in sources.items():
             con.execute(f"CREATE OR REPLACE VIEW store.{name} AS {source}")
         manifest = read_manifest(warehouse) if use_state else None
+        if from_empty_state:  # every stored file is new: what a first fold or a rebuild reads
+            manifest = Manifest(0, views_fingerprint(), {}, frozenset())
         scope = None
         if manifest is not None:
             buffered = {name: f"_buffered_{name}" for name, source in sources.items()

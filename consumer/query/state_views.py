@@ -48,6 +48,8 @@ MANIFEST_GLOB = "manifest-*.json"
 STATE_TABLES = ("runs", "run_status_history", "run_metrics", "model_metrics")
 MODEL_TABLES = ("model_registrations", "model_deployments")
 FOLDED_TABLES = ("run_events",) + MODEL_TABLES
+_REFERENCE = {"runs": "main.runs", "run_status_history": "main.run_status_history",
+              "run_metrics": "internal.run_metrics", "model_metrics": "internal.model_metrics"}
 _CREATE_VIEW = re.compile(r"CREATE VIEW (?:\w+\.)?(\w+) AS")
 
 
@@ -118,7 +120,10 @@ def bind_state(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
     root = Path(root)
     con.execute("CREATE SCHEMA kept")
     for name in STATE_TABLES:
-        con.execute(f"CREATE VIEW kept.{name} AS SELECT * FROM read_parquet({_literal(root / manifest.state[name])})")
+        if name in manifest.state:
+            con.execute(f"CREATE VIEW kept.{name} AS SELECT * FROM read_parquet({_literal(root / manifest.state[name])})")
+        else:  # an empty state: the reference view's columns, no rows
+            con.execute(f"CREATE TABLE kept.{name} AS SELECT * FROM {_REFERENCE[name]} LIMIT 0")
     con.execute("CREATE SCHEMA touched")
     fresh_models = _new_model_metrics(con, root, manifest, buffered)
     listed = sorted(Path(p) for p in _glob(committed_glob(root, "run_events")))
