@@ -149,7 +149,7 @@ def _compact(settings: Settings, *, quiet: bool, **options) -> int:
     if not quiet:
         fold = report.fold
         state = ("view state: unchanged" if fold is None else
-                 f"view state: generation {fold.generation}, {fold.fresh_files:,} new run_events "
+                 f"view state: generation {fold.generation}, {fold.fresh_files:,} new run or model "
                  f"file(s) folded in")
         rows_in = sum(m.rows_in for m in report.merged)
         rows_out = sum(m.rows_out for m in report.merged)

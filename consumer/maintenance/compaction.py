@@ -51,7 +51,7 @@ from consumer.query.state_views import FOLDED_TABLES
 from consumer.storage.durable import Publication
 from consumer.storage.layout import COMPACTION_DIR, table_dir
 from consumer.storage.parquet_files import write_batches
-from consumer.storage.schema import PARTITION_COLUMN, table_ddl, table_schemas
+from consumer.storage.schema import PARTITION_COLUMN, sql_string, table_ddl, table_schemas
 
 ROW_GROUP_ROWS = 128 * 1024
 
@@ -93,7 +93,6 @@ def compact(
     grace_s: float = 60.0,
     compression: str = "zstd",
     memory_limit: str = "1GB",
-    threads: int = 0,
     rebuild_state: bool = False,
     wait: Callable[[float], None] | None = None,
 ) -> CompactionReport:
@@ -113,7 +112,7 @@ def compact(
         sweep_abandoned(root, now_s())
         result, current = fold(root, rebuild=rebuild_state, memory_limit=memory_limit)
         folded = set(result.folded if result else current.folded if current else ())
-        con = _connection(root, memory_limit, threads)
+        con = _connection(root, memory_limit)
         try:
             for name in names:
                 for folder in partitions(root, name, before):
@@ -163,7 +162,7 @@ def merge_partition(con: duckdb.DuckDBPyConnection, name: str, folder: Path, fil
     """Write `files`' rows, deduplicated and sorted, as one new file in `folder`; return it
     once it is durable and visible. The inputs are untouched."""
     final = folder / f"part-{stamp}-c{uuid.uuid4().hex[:12]}.parquet"
-    listed = ", ".join(_sql_string(str(p)) for p in files)
+    listed = ", ".join(sql_string(p) for p in files)
     con.execute(f"CREATE OR REPLACE TEMP VIEW source AS SELECT * FROM read_parquet([{listed}], "
                 "union_by_name = true, hive_partitioning = false)")
     rows_in = con.execute("SELECT count(*) FROM source").fetchall()[0][0]
@@ -194,21 +193,15 @@ def maintenance_lock(root: Path) -> Iterator[bool]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _connection(root: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
+def _connection(root: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET memory_limit = {_sql_string(memory_limit)}")
+    con.execute(f"SET memory_limit = {sql_string(memory_limit)}")
     spill = Path(root) / COMPACTION_DIR / "spill"
-    con.execute(f"SET temp_directory = {_sql_string(str(spill))}")  # a large day sorts out of core
-    if threads > 0:
-        con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET temp_directory = {sql_string(str(spill))}")  # a large day sorts out of core
     return con
 
 
 def file_stamp(now_s: float) -> str:
     """The time part of a merged file's name, as the writer names its files."""
     return datetime.fromtimestamp(now_s, timezone.utc).strftime("%Y%m%dT%H%M%S")
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

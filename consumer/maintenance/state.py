@@ -107,8 +107,8 @@ def publish(root: Path, result: Fold, previous: Manifest | None, now_s: float) -
 
 
 def sweep_abandoned(root: Path, now_s: float) -> None:
-    """Remove generation folders a crashed fold left: newer than every manifest, or not
-    used by any manifest, and an hour old."""
+    """Remove generation folders a crashed fold left, or a retired manifest no longer
+    names: used by no manifest, and an hour old."""
     folder = Path(root) / STATE_DIR
     used = set()
     for manifest in folder.glob("manifest-*.json"):

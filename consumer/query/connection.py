@@ -23,7 +23,7 @@ import duckdb
 from consumer.errors import QueryRefused
 from consumer.query.state_views import Manifest, StateScope, bind_state, read_manifest, views_fingerprint
 from consumer.storage.layout import ANCHOR, committed_glob, provisional_dir, table_dir
-from consumer.storage.schema import PARTITION_COLUMN, ddl_columns, table_ddl, view_sql
+from consumer.storage.schema import ddl_columns, read_committed_sql, sql_string, table_ddl, view_sql
 
 # Statement types a query may run: nothing that writes files or changes state.
 _READ_ONLY = {
@@ -33,12 +33,8 @@ _READ_ONLY = {
 
 
 # Builds and statements started again after a compaction deleted a file they had listed:
-# each retry lists anew, and a compaction retires files at most once per grace period.
+# each retry lists anew, and deletions come a grace period after their replacement appeared.
 _ATTEMPTS = 5
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
@@ -106,10 +102,8 @@ def _stored_rows(con: duckdb.DuckDBPyConnection, warehouse: Path, name: str, ddl
     release, with a column more or less, read with the same shape."""
     columns = ", ".join(f'"{column}"' for column, _ in ddl_columns(ddl))
     if any(table_dir(warehouse, name).glob("*/*.parquet")):
-        pattern = _sql_string(str(committed_glob(warehouse, name)))
-        source = (f"SELECT {columns}, false AS provisional FROM read_parquet({pattern}, "
-                  f"hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': DATE}}, "
-                  f"union_by_name = true)")
+        source = (f"SELECT {columns}, false AS provisional FROM "
+                  f"{read_committed_sql(committed_glob(warehouse, name))}")
     else:  # nothing stored yet
         source = f"SELECT *, false AS provisional FROM mem.{name}"
     buffered = buffered_rows(con, warehouse, name) if provisional else None
@@ -162,7 +156,7 @@ def _copy_files(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path]) -
     # One statement for all the files: ~0.8 ms a file, against ~2 ms with a statement per
     # file, and a busy worker leaves dozens per table. If a file goes between the listing
     # and the read, the statement fails as a whole and the caller tries again without it.
-    files = ", ".join(_sql_string(str(path)) for path in paths)
+    files = ", ".join(sql_string(path) for path in paths)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet([{files}], "
                 "union_by_name = true, hive_partitioning = false)")
 

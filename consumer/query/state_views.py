@@ -25,8 +25,8 @@ run's deduplicated events only, and the state holds each run's rows as computed 
 its events in folded files. A run with no event outside those files keeps its stored
 rows, which are still exact; any other run is recomputed from all its events, folded or
 not. Metric minutes are counts, so taking a run's stored contribution out and its new
-one in is exact. The reference views stay available in schema `reference`, and a
-property test holds the two equal (tests/consumer/maintenance/test_state.py).
+one in is exact. The reference views stay available (`open_views(use_state=False)`), and
+a property test holds the two equal (tests/consumer/maintenance/test_state.py).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from pathlib import Path
 import duckdb
 
 from consumer.storage.layout import STATE_DIR, committed_glob
-from consumer.storage.schema import view_sql
+from consumer.storage.schema import PARTITION_COLUMN, read_committed_sql, sql_string, view_sql
 
 MANIFEST_GLOB = "manifest-*.json"
 STATE_TABLES = ("runs", "run_status_history", "run_metrics", "model_metrics")
@@ -121,15 +121,14 @@ def bind_state(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
     con.execute("CREATE SCHEMA kept")
     for name in STATE_TABLES:
         if name in manifest.state:
-            con.execute(f"CREATE VIEW kept.{name} AS SELECT * FROM read_parquet({_literal(root / manifest.state[name])})")
+            con.execute(f"CREATE VIEW kept.{name} AS SELECT * FROM read_parquet({sql_string(root / manifest.state[name])})")
         else:  # an empty state: the reference view's columns, no rows
             con.execute(f"CREATE TABLE kept.{name} AS SELECT * FROM {_REFERENCE[name]} LIMIT 0")
     con.execute("CREATE SCHEMA touched")
     fresh_models = _new_model_metrics(con, root, manifest, buffered)
-    listed = sorted(Path(p) for p in _glob(committed_glob(root, "run_events")))
-    fresh = tuple(p for p in listed if str(p.relative_to(root)) not in manifest.folded)
-    sources = [f"SELECT workspace, run_id, event_time, event_date FROM read_parquet([{', '.join(_literal(p) for p in fresh)}], "
-               "hive_partitioning = true, hive_types = {'event_date': DATE}, union_by_name = true)"] if fresh else []
+    listed = _listed(root, "run_events")
+    fresh = tuple(p for p in listed if not _folded(root, manifest, p))
+    sources = [f"SELECT workspace, run_id, event_time, event_date FROM {read_committed_sql(fresh)}"] if fresh else []
     if "run_events" in buffered:
         sources.append(f"SELECT workspace, run_id, event_time, event_date FROM {buffered['run_events']}")
     new_rows = " UNION ALL ".join(sources) or ("SELECT NULL::VARCHAR AS workspace, NULL::VARCHAR AS run_id, "
@@ -193,19 +192,19 @@ def _new_model_metrics(con: duckdb.DuckDBPyConnection, root: Path, manifest: Man
     fresh: list[Path] = []
     con.execute("CREATE SCHEMA new_models")
     for name in MODEL_TABLES:
-        listed = sorted(_glob(committed_glob(root, name)))
-        new_files = [p for p in listed if str(p.relative_to(root)) not in manifest.folded]
+        listed = _listed(root, name)
+        new_files = [p for p in listed if not _folded(root, manifest, p)]
         fresh += new_files
-        parts = [f"SELECT *, false AS provisional FROM {_files(new_files)}"] if new_files else []
+        parts = [f"SELECT *, false AS provisional FROM {read_committed_sql(new_files)}"] if new_files else []
         if name in buffered:
             parts.append(f"SELECT *, true AS provisional FROM {buffered[name]}")
         if not parts:
             parts = [f"SELECT *, false AS provisional FROM mem.{name}"]
         con.execute(f"CREATE TEMP TABLE new_{name} AS {' UNION ALL BY NAME '.join(parts)}")
         days = {str(d) for (d,) in con.execute(f"SELECT DISTINCT event_date FROM new_{name}").fetchall()}
-        folded = [p for p in listed if str(p.relative_to(root)) in manifest.folded
-                  and p.parent.name.removeprefix("event_date=") in days]
-        anti = (f"ANTI JOIN (SELECT workspace, event_id FROM {_files(folded)}) f "
+        folded = [p for p in listed if _folded(root, manifest, p)
+                  and p.parent.name.removeprefix(f"{PARTITION_COLUMN}=") in days]
+        anti = (f"ANTI JOIN (SELECT workspace, event_id FROM {read_committed_sql(folded)}) f "
                 "ON n.event_id = f.event_id AND n.workspace IS NOT DISTINCT FROM f.workspace") if folded else ""
         con.execute(f"CREATE VIEW new_models.{name}_rows AS SELECT n.* FROM new_{name} n {anti}")
         dedupe = _only_view(reference_sql("00_deduplicated.sql", "new_models"), name)
@@ -213,12 +212,6 @@ def _new_model_metrics(con: duckdb.DuckDBPyConnection, root: Path, manifest: Man
     con.execute(reference_sql("46_model_metrics.sql", "new_models"))
     con.execute("CREATE TABLE touched.model_metrics AS SELECT * FROM new_models.model_metrics")
     return tuple(fresh)
-
-
-def _files(paths: list[Path]) -> str:
-    listed = ", ".join(_literal(p) for p in paths)
-    return (f"read_parquet([{listed}], hive_partitioning = true, hive_types = {{'event_date': DATE}}, "
-            "union_by_name = true)")
 
 
 def _only_view(sql: str, name: str) -> str:
@@ -229,9 +222,11 @@ def _only_view(sql: str, name: str) -> str:
     raise ValueError(f"no view {name} in {sql[:80]}")
 
 
-def _glob(pattern: Path) -> list[Path]:
-    return list(pattern.parent.parent.glob(f"{pattern.parent.name}/{pattern.name}"))
+def _listed(root: Path, name: str) -> list[Path]:
+    """The committed files of table `name`, sorted."""
+    pattern = committed_glob(root, name)
+    return sorted(pattern.parent.parent.glob(f"{pattern.parent.name}/{pattern.name}"))
 
 
-def _literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+def _folded(root: Path, manifest: Manifest, path: Path) -> bool:
+    return str(path.relative_to(root)) in manifest.folded

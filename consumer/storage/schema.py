@@ -76,3 +76,19 @@ def table_schemas() -> dict[str, pa.Schema]:
             fields.append(pa.field(column, arrow_types[sql_type]))
         schemas[name] = pa.schema(fields)
     return schemas
+
+
+def sql_string(text: str) -> str:
+    """`text` as a SQL string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def read_committed_sql(files) -> str:
+    """DuckDB's read of committed files (a glob, or a list of paths) with their event date
+    from the folder name; files of another release, with a column more or less, are read
+    by column name."""
+    source = (sql_string(files) if not isinstance(files, (list, tuple))
+              else "[" + ", ".join(sql_string(p) for p in files) + "]")
+    return (f"read_parquet({source}, hive_partitioning = true, "
+            f"hive_types = {{'{PARTITION_COLUMN}': DATE}}, union_by_name = true)")
+
