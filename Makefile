@@ -7,7 +7,7 @@ DEMO_STREAM := samples/demo-stream.ndjson.gz
 AZURITE_VERSION := 3.35.0
 AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
 
-.PHONY: install demo demo-backfill test test-unit bench stack-up stack-down clean
+.PHONY: install browser report-screenshot demo demo-backfill test test-unit bench stack-up stack-down clean
 
 # Python packages into .venv, Azurite (blob service, for checkpoints) from npm into .tools/.
 install: $(STAMP) $(AZURITE)
@@ -21,6 +21,27 @@ $(STAMP): pyproject.toml setup.py transforms/_linescan.c
 $(AZURITE):
 	npm install --no-audit --no-fund --loglevel=error --prefix .tools/azurite azurite@$(AZURITE_VERSION)
 	test -x $(AZURITE)
+
+# Headless Chromium and its WebDriver (Debian packages), for the report's browser test
+# (tests/consumer/report) and docs/report.png. Installs them only when missing.
+# Without recommends (they bring avahi, samba, cups helpers); fonts-liberation draws the text.
+BROWSER_PACKAGES := chromium chromium-driver fonts-liberation
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  echo "browser: chromium and chromedriver are installed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser: no apt-get here; install Chromium and a matching chromedriver (Debian packages: $(BROWSER_PACKAGES)) by hand" >&2; exit 1; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); \
+	elif command -v sudo >/dev/null 2>&1; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); \
+	else \
+	  echo "browser: not root and no sudo; as root run: apt-get install $(BROWSER_PACKAGES)" >&2; exit 1; \
+	fi
+
+# docs/report.png: the report of the bundled demo stream, in headless Chromium.
+report-screenshot: install browser
+	$(BIN)/python docs/make_report_screenshot.py
 
 # The local hub and Azurite in the background on free loopback ports; their
 # connection strings land in .stack/env (source it, then run amlwh).

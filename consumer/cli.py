@@ -196,6 +196,34 @@ def cmd_views(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    warehouse = _warehouse_path(args)
+    from datetime import datetime, timezone
+
+    from consumer.clock import wall_s
+    from consumer.report.page import make_report
+    from consumer.report.thresholds import DriftThresholds
+
+    if not Path(warehouse).is_dir():
+        print(f"amlwh: no warehouse at {warehouse} ([warehouse] path, AMLWH_WAREHOUSE__PATH): "
+              "the report shows no data", file=sys.stderr)
+    rows = make_report(warehouse, args.out, since=args.since,
+                       thresholds=DriftThresholds.from_options(args.drift_threshold or []),
+                       generated_at=datetime.fromtimestamp(wall_s(), timezone.utc))
+    counts = ", ".join(f"{chart} {n:,}" for chart, n in rows.items())
+    print(f"report written to {args.out.resolve()} (table rows: {counts})")
+    return 0
+
+
+def _drift_threshold(text: str) -> tuple[str | None, float]:
+    from consumer.report.thresholds import parse_threshold
+
+    try:
+        return parse_threshold(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _date(text: str):
     from datetime import date
 
@@ -297,6 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
     views = commands.add_parser("views", help="list the views and their columns")
     views.add_argument("--all", action="store_true", help="also list the stored tables (store.*)")
     views.set_defaults(handler=cmd_views)
+
+    report = commands.add_parser(
+        "report", help="write a self-contained HTML report with charts of the views",
+        description="Writes one HTML file (plotly.js inlined, opens offline) with charts of run "
+        "duration p50/p95 and failure rate per experiment, runs by status, model registrations "
+        "and deployments, and drift per monitor, each with the table behind it. "
+        "See docs/report.md.")
+    report.add_argument("--out", type=Path, default=Path("report.html"), metavar="PATH",
+                        help="the HTML file to write (default report.html)")
+    report.add_argument("--since", type=_date, metavar="YYYY-MM-DD",
+                        help="only data on or after this UTC date (default: all)")
+    report.add_argument("--drift-threshold", type=_drift_threshold, action="append",
+                        metavar="[MONITOR=]VALUE",
+                        help="the drift threshold line: VALUE for every monitor, MONITOR=VALUE for "
+                        "one (repeatable; default 0.2, Azure ML's default)")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 

@@ -133,6 +133,8 @@ ALLOWED = {
     # compaction folds the view state through the same views a reader opens
     "consumer.maintenance": {"consumer.maintenance", "consumer.query", "consumer.storage",
                              "consumer.errors"},
+    # the report queries the views through a read-only query connection
+    "consumer.report": {"consumer.report", "consumer.query", "consumer.errors"},
     "consumer.live": {"consumer.live", "consumer.storage", "consumer.eventhub", "consumer.clock",
                       "consumer.config", "consumer.errors", "consumer.tuning", "transforms"},
     "consumer.cli": {"consumer", "transforms"},
