@@ -21,7 +21,16 @@ from pathlib import Path
 import duckdb
 
 from consumer.errors import QueryRefused
-from consumer.query.state_views import Manifest, StateScope, bind_state, read_manifest, views_fingerprint
+from consumer.query.reads import closure, statement_reads, stored_name, view_statements
+from consumer.query.state_views import (
+    STATE_READS,
+    STATE_VIEWS,
+    Manifest,
+    StateScope,
+    bind_state,
+    read_manifest,
+    views_fingerprint,
+)
 from consumer.storage.layout import ANCHOR, committed_glob, provisional_dir, table_dir
 from consumer.storage.schema import ddl_columns, read_committed_sql, sql_string, table_ddl, view_sql
 
@@ -43,25 +52,30 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
 
 
 def open_views(warehouse: Path, *, provisional: bool = True, use_state: bool = True,
-               from_empty_state: bool = False) -> tuple[duckdb.DuckDBPyConnection, StateScope | None]:
+               from_empty_state: bool = False,
+               reads: frozenset[str] | None = None) -> tuple[duckdb.DuckDBPyConnection, StateScope | None]:
     """A connection with the stored tables and the views, over the maintained state when
     there is one (and `use_state`), and its scope (None: reference views from scratch).
     `from_empty_state`: as over a state that has folded nothing in, so every stored file is
     listed as new (a fold then knows exactly which files it read).
+    `reads`: only these qualified views and stored tables, closed over what they read
+    (query/reads.py); None: all of them.
     A file a compaction deleted between its listing and its read makes the build start
     again: compaction deletes a file only after its replacement was visible (maintenance/
     compaction.py), so the new listing holds every event."""
     for attempt in range(_ATTEMPTS):
         try:
-            return _open_views(Path(warehouse), provisional, use_state, from_empty_state)
+            return _open_views(Path(warehouse), provisional, use_state, from_empty_state, reads)
         except (duckdb.IOException, FileNotFoundError):
             if attempt == _ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
 
 
-def _open_views(warehouse: Path, provisional: bool, use_state: bool,
-                from_empty_state: bool) -> tuple[duckdb.DuckDBPyConnection, StateScope | None]:
+def _open_views(warehouse: Path, provisional: bool, use_state: bool, from_empty_state: bool,
+                reads: frozenset[str] | None) -> tuple[duckdb.DuckDBPyConnection, StateScope | None]:
+    if reads is not None and use_state and reads & STATE_VIEWS:
+        reads = closure(reads | STATE_READS)  # what bind_state reads besides the views
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -70,6 +84,8 @@ def _open_views(warehouse: Path, provisional: bool, use_state: bool,
             con.execute(f"CREATE SCHEMA {schema}")
         sources = {}
         for name, ddl in table_ddl().items():
+            if reads is not None and stored_name(name) not in reads:
+                continue
             con.execute(ddl.replace(f"CREATE TABLE {name}", f"CREATE TABLE mem.{name}", 1))
             # Bound against the empty table first: creating a view binds it, and bound against
             # the files every view would read every footer of every table it uses, for each
@@ -77,11 +93,17 @@ def _open_views(warehouse: Path, provisional: bool, use_state: bool,
             # uses them, against the files then.
             con.execute(f"CREATE VIEW store.{name} AS SELECT *, false AS provisional FROM mem.{name}")
             sources[name] = _stored_rows(con, warehouse, name, ddl, provisional)
-        for _, sql in view_sql():
-            con.execute(sql)
+        if reads is None:
+            for _, sql in view_sql():
+                con.execute(sql)
+        else:
+            for name, sql, _ in view_statements():
+                if name in reads:
+                    con.execute(sql)
         for name, source in sources.items():
             con.execute(f"CREATE OR REPLACE VIEW store.{name} AS {source}")
-        manifest = read_manifest(warehouse) if use_state else None
+        state_wanted = reads is None or bool(reads & STATE_VIEWS)
+        manifest = read_manifest(warehouse) if use_state and state_wanted else None
         if from_empty_state:  # every stored file is new: what a first fold or a rebuild reads
             manifest = Manifest(0, views_fingerprint(), {}, frozenset())
         scope = None
@@ -114,11 +136,14 @@ def _stored_rows(con: duckdb.DuckDBPyConnection, warehouse: Path, name: str, ddl
 
 
 def query_warehouse(warehouse: Path, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run one read-only statement on a fresh connection; (columns, rows). Started again,
-    on a new connection, when a file it listed was deleted by a compaction before it was
-    read (see open_views)."""
+    """Run one read-only statement on a fresh connection that binds only what the
+    statement reads; (columns, rows). Started again, on a new connection, when a file it
+    listed was deleted by a compaction before it was read (see open_views)."""
+    with duckdb.connect(":memory:") as parser:  # the statement is checked before any file is read
+        check_read_only(sql, parser)
+        reads = statement_reads(parser, sql)
     for attempt in range(_ATTEMPTS):
-        con = connect(warehouse)
+        con = open_views(warehouse, reads=reads)[0]
         try:
             return run_query(con, sql)
         except duckdb.IOException:

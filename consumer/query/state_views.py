@@ -50,6 +50,10 @@ MODEL_TABLES = ("model_registrations", "model_deployments")
 FOLDED_TABLES = ("run_events",) + MODEL_TABLES
 _REFERENCE = {"runs": "main.runs", "run_status_history": "main.run_status_history",
               "run_metrics": "internal.run_metrics", "model_metrics": "internal.model_metrics"}
+# Views the state replaces, and everything bind_state reads to do it (qualified names).
+STATE_VIEWS = frozenset(f"main.{name}" if name in ("runs", "run_status_history") else f"internal.{name}"
+                        for name in STATE_TABLES)
+STATE_READS = STATE_VIEWS | frozenset(f"store.{name}" for name in FOLDED_TABLES)
 _CREATE_VIEW = re.compile(r"CREATE VIEW (?:\w+\.)?(\w+) AS")
 
 
