@@ -86,6 +86,7 @@ def child_env(**extra: str) -> dict:
     """This process's environment without AMLWH_* settings (a measured process gets the
     production defaults plus what the benchmark states), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMLWH_")}
+    env["AMLWH_LOGGING__FORMAT"] = "text"  # the parts parse the worker's log lines (worker_common.py)
     env.update(extra)
     return env
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from consumer.clock import pause_s, wall_us
 from consumer.config_file import plain_warehouse_path
 from consumer.errors import AmlwhError, ConfigError
+from consumer.logs import configure_logging
 from consumer.tuning import prepare_environment, tune_live_worker, tune_short_command
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ def _config_path(args: argparse.Namespace) -> Path:
 def _settings(args: argparse.Namespace) -> Settings:
     from consumer.config import load_settings
 
-    return load_settings(_config_path(args), required=args.config is not None)
+    settings = load_settings(_config_path(args), required=args.config is not None)
+    configure_logging("DEBUG" if args.verbose else settings.logging.level, settings.logging.format)
+    return settings
 
 
 def _warehouse_path(args: argparse.Namespace) -> Path:
@@ -98,12 +101,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     import asyncio
 
+    from consumer.live.preflight import run_preflight
     from consumer.live.worker import Worker
 
+    run_preflight(settings)  # a wrong port, key, group, container or path: said now, in seconds
     tune_live_worker()  # process-wide: here at the entry point, not in the Worker object
     worker = Worker(settings, _warehouse(settings), _rules(settings),
                     stop_when_idle_s=args.stop_when_idle)
     return asyncio.run(worker.run())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from consumer.clock import wall_s
+    from consumer.eventhub.status import status, to_json, to_table
+
+    report = status(settings, wall_s)
+    if args.json:
+        import json
+
+        print(json.dumps(to_json(report), indent=2))
+    else:
+        print(to_table(report))
+    return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -272,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop cleanly once no event arrived for SECONDS (catch up, then exit: for scheduled runs)")
     run.set_defaults(handler=cmd_run)
 
+    status = commands.add_parser(
+        "status", help="per partition: owner, checkpoint, last enqueued event and lag",
+        description="Reads the checkpoint store ([checkpoint]) and the hub's partition properties "
+        "([eventhub]) without joining the consumer group: per partition, the owning worker, the "
+        "checkpointed offset and sequence number, the last enqueued sequence number and time, and "
+        "the lag in events and seconds. See docs/worker.md.")
+    status.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    status.set_defaults(handler=cmd_status)
+
     publish = commands.add_parser(
         "publish", help="send each line of NDJSON files as one event to the configured hub",
         description="Sends each line (one message body) with the azure-eventhub producer to the "
@@ -347,14 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     prepare_environment()  # before anything imports numpy or pyarrow (consumer/tuning.py)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # The Azure SDKs log every link and retry at INFO; keep their warnings only.
-    for noisy in ("azure", "uamqp"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    # defaults until a command reads its settings ([logging]); the Azure SDKs' INFO lines are
+    # kept out below DEBUG (consumer/logs.py)
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO, "auto")
     try:
         return args.handler(args)
     except AmlwhError as exc:

@@ -135,6 +135,18 @@ class CompactionSettings(BaseModel):
     memory_limit: str = "1GB"  # DuckDB's limit in a compaction; beyond it, it sorts on disk
 
 
+class LoggingSettings(BaseModel):
+    model_config = _SECTION
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # `-v` forces DEBUG
+    # json: one object per line; text: readable lines; auto: json unless stderr is a terminal
+    format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -148,6 +160,7 @@ class Settings(BaseSettings):
     writer: WriterSettings = WriterSettings()
     metrics: MetricsSettings = MetricsSettings()
     compaction: CompactionSettings = CompactionSettings()
+    logging: LoggingSettings = LoggingSettings()
 
 
 def _env_name(loc: tuple) -> str:

@@ -40,3 +40,34 @@ class WarehouseWriteError(AmlwhError):
 
 class DecodeProcessError(AmlwhError):
     """A backfill decode process failed or died; the message says which and why."""
+
+
+class PreflightError(AmlwhError):
+    """`amlwh run` checked what it needs before starting and one thing is wrong: the
+    message names it, where it is, and what to change."""
+
+    label = ""  # the message says it all: "amlwh: cannot reach the hub at ..."
+
+
+class HubUnreachable(PreflightError):
+    """No connection to the Event Hubs namespace (DNS, refused, no answer, TLS)."""
+
+
+class HubCredentialsRefused(PreflightError):
+    """The namespace refused the SAS key or the identity's token."""
+
+
+class HubNotFound(PreflightError):
+    """The namespace has no event hub of the configured name."""
+
+
+class ConsumerGroupNotFound(PreflightError):
+    """The event hub has no consumer group of the configured name."""
+
+
+class CheckpointStoreError(PreflightError):
+    """The checkpoint container is missing, unreachable, or refuses our credentials."""
+
+
+class WarehouseUnwritable(PreflightError):
+    """[warehouse] path cannot be created or written."""

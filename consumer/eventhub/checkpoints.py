@@ -28,22 +28,37 @@ TRANSIENT_STORAGE_ERRORS = (AzureError, asyncio.TimeoutError, OSError)
 _RETRY = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1}
 
 
-def checkpoint_store(settings: CheckpointSettings):
+def checkpoint_store(settings: CheckpointSettings, **options):
+    """The store the worker uses; `options` override the blob client's (retries, timeouts)."""
     from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
+    options = {**_RETRY, **options}
     if settings.connection_string is not None:
         return BlobCheckpointStore.from_connection_string(
-            settings.connection_string.get_secret_value(), container_name=settings.container, **_RETRY)
+            settings.connection_string.get_secret_value(), container_name=settings.container, **options)
     if settings.account_url:
         from azure.identity.aio import DefaultAzureCredential
 
         return BlobCheckpointStore(
             blob_account_url=settings.account_url, container_name=settings.container,
-            credential=DefaultAzureCredential(), **_RETRY)
+            credential=DefaultAzureCredential(), **options)
     raise ConfigError(
         "no checkpoint storage: set AMLWH_CHECKPOINT__CONNECTION_STRING, or [checkpoint] "
         "account_url (env AMLWH_CHECKPOINT__ACCOUNT_URL) to use Azure credentials"
     )
+
+
+def store_container(store):
+    """The blob container client inside a BlobCheckpointStore. The store's public methods
+    list ownership and checkpoints but not when a checkpoint was written, and cannot probe
+    that the container takes writes: `amlwh status` and the preflight of `amlwh run` read
+    those through the store's own client (same account, credentials and retry options)."""
+    return store._container_client
+
+
+def checkpoint_prefix(namespace: str, hub: str, consumer_group: str) -> str:
+    """Where the store keeps one consumer group's checkpoint blobs (lower-cased, as it lists them)."""
+    return f"{namespace}/{hub}/{consumer_group}/checkpoint/".lower()
 
 
 @dataclass

@@ -75,6 +75,13 @@ def consumer_client(settings: EventHubSettings, **kwargs: Any):
     return EventHubConsumerClient(eventhub_name=name, consumer_group=group, **auth, **kwargs)
 
 
+def client_namespace(client) -> str:
+    """The fully qualified namespace a client's checkpoints and ownership are stored under:
+    the SDK's event processor takes it from the same attribute (the connection string's
+    Endpoint host, with its port when it names one)."""
+    return client._address.hostname
+
+
 def starting_position(value: str):
     if value == "earliest":
         return "-1"

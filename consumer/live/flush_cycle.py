@@ -163,7 +163,8 @@ class FlushCycle:
             delay = retry.failed(mono_us())  # from the failure: an attempt can take seconds
             log.warning("checkpoint of partition %s at offset %s sequence %s failed (%s: %s); "
                         "retrying in %.1fs", pid, mark.offset, mark.sequence_number,
-                        type(exc).__name__, str(exc) or f"no answer in {CHECKPOINT_TIMEOUT_S:g}s", delay)
+                        type(exc).__name__, str(exc) or f"no answer in {CHECKPOINT_TIMEOUT_S:g}s", delay,
+                        extra={"partition": pid, "offset": mark.offset, "sequence_number": mark.sequence_number})
             return False
         retry.failures = 0
         pipeline.checkpoint_done(mark)

@@ -86,10 +86,14 @@ class BodySpill:
     def _rotate(self) -> None:
         if self._active >= 0 and self._live.get(self._active) == 0:
             self._drop(self._active)
-        self._active += 1
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._fds[self._active] = os.open(self._path(self._active), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._live[self._active] = 0
+        segment = self._active + 1
+        fd = os.open(self._path(segment), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        # the new segment becomes active only once open: a failed open leaves the spill as it
+        # was, so the next put fails the same way instead of on a segment with no file
+        self._active = segment
+        self._fds[segment] = fd
+        self._live[segment] = 0
         self._size = 0
 
     def _drop(self, segment: int) -> None:

@@ -15,9 +15,12 @@ HAND_CHECKED_WS = ("/subscriptions/11111111-2222-3333-4444-555555555555/resource
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any AMLWH_* setting, with the checkout importable."""
+    """This process's environment without any AMLWH_* setting, with the checkout importable.
+    Logs are text lines, which the tests read (a child's stderr is no terminal, so its own
+    default would be JSON); `extra` may ask for AMLWH_LOGGING__FORMAT=json."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMLWH_")}
     env["PYTHONPATH"] = str(REPO)
+    env["AMLWH_LOGGING__FORMAT"] = "text"
     env.update(extra)
     return env
 

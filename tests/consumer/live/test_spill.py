@@ -60,3 +60,19 @@ def test_a_vanished_segment_is_a_spill_error_that_names_the_file(tmp_path):
         spill.take(ref)
     assert "00000000.bodies" in str(info.value) and info.value.filename
     spill._fds.clear()
+
+
+def test_a_folder_that_cannot_be_made_fails_every_put_with_a_spill_error(tmp_path):
+    import pytest
+
+    from consumer.live.spill import SpillError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file where the spill folder's parent should be\n")
+    spill = BodySpill(blocker / "p0")
+    for _ in range(2):  # the second put (the partition's next batch) fails the same way
+        with pytest.raises(SpillError) as info:
+            spill.put(b"body")
+        assert info.value.filename and str(blocker) in info.value.filename
+    blocker.unlink()  # the folder can be made again: spilling resumes on a fresh segment
+    assert spill.take(spill.put(b"again")) == b"again"

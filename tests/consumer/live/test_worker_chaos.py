@@ -32,7 +32,7 @@ from devstack.partition_key import partition_for_key
 from devstack.sdk_helpers import send_events
 from devstack.synth import disorder, generate, poison_lines
 from tests.support.worker import (FAST, claimed_partitions, log_tail, start_worker, stop_worker,
-                                  stored_event_count, wait_until, worker_env)
+                                  stored_event_count, wait_for_claims, wait_until, worker_env)
 
 pytestmark = pytest.mark.integration
 
@@ -525,17 +525,22 @@ def test_three_workers_share_eight_partitions_and_take_over_from_a_killed_one(
 
 def test_unwritable_warehouse_stops_with_a_clear_error_and_no_checkpoint(tmp_path, local_hub, make_hub, azurite,
                                                                          checkpoint_container):
+    # `amlwh run` refuses a warehouse it cannot write before it starts (test_preflight.py); here
+    # the warehouse becomes unwritable under a running worker: its parent folder is moved away
+    # and a regular file put in its place (root ignores permissions; a file as parent stops even root)
     work = Workload(runs=30, seed=5, slices=1)
     hub = make_hub(4)
     cs = local_hub.connection_string(hub)
-    asyncio.run(send_events(cs, work.messages))
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a regular file where the warehouse's parent should be\n")
-    warehouse = blocker / "wh"  # root ignores permissions; a file as parent stops even root
+    blocker = tmp_path / "data"
+    warehouse = blocker / "wh"
     env = worker_env(cs, azurite.connection_string, checkpoint_container, warehouse)
     log = tmp_path / "worker.log"
     proc = start_worker(env, log)
     try:
+        wait_for_claims(proc, 4)
+        blocker.rename(tmp_path / "data-moved")
+        blocker.write_text("a regular file where the warehouse's parent should be\n")
+        asyncio.run(send_events(cs, work.messages))
         code = proc.wait(60)
     finally:
         kill(proc)
