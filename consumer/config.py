@@ -122,6 +122,18 @@ class MetricsSettings(BaseModel):
     model_config = _SECTION
     port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port for `run`; 0 = off")
     host: str = "0.0.0.0"
+    # how often the worker asks the hub for each owned partition's last enqueued event, for
+    # the lag metrics and the stall watchdog (received batches report it too, but only
+    # when events arrive)
+    lag_poll_s: float = Field(10.0, gt=0)
+
+
+class WatchdogSettings(BaseModel):
+    model_config = _SECTION
+    # a partition that received nothing for stall_s while the hub enqueued past what it
+    # received is stalled: the worker flushes, checkpoints and re-attaches its receiver
+    enabled: bool = True
+    stall_s: float = Field(60.0, gt=0)
 
 
 class CompactionSettings(BaseModel):
@@ -159,6 +171,7 @@ class Settings(BaseSettings):
     ordering: OrderingSettings = OrderingSettings()
     writer: WriterSettings = WriterSettings()
     metrics: MetricsSettings = MetricsSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
     compaction: CompactionSettings = CompactionSettings()
     logging: LoggingSettings = LoggingSettings()
 

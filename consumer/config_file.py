@@ -18,7 +18,7 @@ from consumer.errors import ConfigError
 
 ENV_PREFIX = "AMLWH_"
 SECTIONS = ("warehouse", "filter", "backfill", "eventhub", "checkpoint", "ordering", "writer", "metrics",
-            "compaction", "logging")
+            "watchdog", "compaction", "logging")
 COMPRESSIONS = ("zstd", "snappy", "gzip", "none")
 DEFAULT_WAREHOUSE = Path("./warehouse")
 

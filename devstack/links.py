@@ -160,6 +160,7 @@ class ConsumerLink(Link):
         self.delivery_count = 0
         self._scheduled = False
         self._timer = None  # pending call_later while deliveries are held back by a delay
+        self.stalled = False  # faults.stall_partition: this link gets nothing more
 
     def start(self) -> None:
         self.partition.listeners.add(self.wake)
@@ -183,8 +184,8 @@ class ConsumerLink(Link):
         self._scheduled = False
         self._timer = None
         conn = self.session.conn
-        if self.closed or conn.paused or self.credit <= 0:
-            return  # resumed by a flow, new events, or the transport draining
+        if self.closed or conn.paused or self.credit <= 0 or self.stalled:
+            return  # resumed by a flow, new events, the transport draining, or reset_faults
         part = self.partition
         end = min(len(part), self.cursor + min(self.credit, PUMP_CHUNK))
         delay_ms = conn.server.faults.delivery_delay_ms()

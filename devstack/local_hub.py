@@ -157,6 +157,12 @@ class LocalHub(ChildProcess):
         """Hold every event back from consumers until it is `seconds` old (0 turns it off)."""
         self._control("delay_deliveries", seconds=seconds)
 
+    def stall_partition(self, hub: str, partition: str) -> int:
+        """Stop delivering to the receivers attached to `hub`'s `partition` now (sends and
+        partition properties go on; a receiver attached later is served). Returns how many
+        receivers were stalled; reset_faults ends it."""
+        return self._control("stall_partition", hub=hub, partition=str(partition))
+
     def reset_faults(self) -> None:
         self._control("reset_faults")
 

@@ -92,6 +92,8 @@ class HubServer:
             return await self.faults.refuse_connections(float(args["seconds"]))
         if op == "delay_deliveries":
             return self.faults.delay_deliveries(float(args["seconds"]))
+        if op == "stall_partition":
+            return self.faults.stall_partition(str(args["hub"]), str(args["partition"]))
         if op == "reset_faults":
             return await self.faults.reset()
         if op == "create_hub":

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from consumer.clock import mono_us
 from consumer.config import CompactionSettings
 from consumer.tuning import child_environment
 
@@ -27,11 +28,12 @@ log = logging.getLogger("amlwh.worker")
 
 class BackgroundCompaction:
     def __init__(self, warehouse: Path, compression: str, settings: CompactionSettings,
-                 commits: Callable[[], int]) -> None:
+                 commits: Callable[[], int], on_round: Callable[[float, bool], None] | None = None) -> None:
         self.warehouse = Path(warehouse)
         self.compression = compression
         self.settings = settings
         self.commits = commits  # how many commits the worker made so far
+        self.on_round = on_round  # (seconds, succeeded) of each finished round, for the metrics
         self.rounds = 0
         self._child: asyncio.subprocess.Process | None = None
         self._stopped = False
@@ -54,6 +56,7 @@ class BackgroundCompaction:
             "AMLWH_COMPACTION__GRACE_S": str(s.grace_s),
             "AMLWH_COMPACTION__MEMORY_LIMIT": s.memory_limit,
         })
+        started = mono_us()
         self._child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "consumer", "--config", os.devnull, "compact",
             "--min-files", str(s.min_files), "--wait-for-grace", "--quiet", env=env,
@@ -64,8 +67,10 @@ class BackgroundCompaction:
             child, self._child = self._child, None
         self.rounds += 1
         if self._stopped:
-            pass  # killed by stop(): nothing to report
-        elif child.returncode == 0:
+            return child.returncode  # killed by stop(): nothing to report
+        if self.on_round is not None:
+            self.on_round((mono_us() - started) / 1e6, child.returncode == 0)
+        if child.returncode == 0:
             log.info("background compaction round %d of %s done", self.rounds, self.warehouse)
         else:
             log.warning("background compaction of %s exited %s: %s (the warehouse stays valid; "

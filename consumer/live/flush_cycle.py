@@ -23,7 +23,7 @@ import logging
 from collections import Counter
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from consumer.clock import mono_us, wall_s
 from consumer.config import WriterSettings
@@ -34,17 +34,23 @@ from consumer.live.provisional import ProvisionalFiles
 from consumer.storage.warehouse import ParquetWarehouse, PendingBatch
 from consumer.tuning import release_free_memory
 
+if TYPE_CHECKING:
+    from consumer.live.metrics import WorkerMetrics
+    from consumer.live.watchdog import PartitionWatch
+
 log = logging.getLogger("amlwh.worker")
 
 
 @dataclass
 class Claim:
     """One partition this worker owns: its pipeline, the SDK's PartitionContext (the
-    handle `update_checkpoint` is called on) and its checkpoint retry state."""
+    handle `update_checkpoint` is called on), its checkpoint retry state and what the
+    lag metrics and the stall watchdog know of it (live/watchdog.py)."""
 
     pipeline: PartitionPipeline
     context: Any
     retry: RetryState
+    watch: PartitionWatch | None = None
 
 
 class FlushCycle:
@@ -53,17 +59,19 @@ class FlushCycle:
     Collaborators, passed in: `writer` (when a flush is due), `sink` (take_pending and
     commit), `claims` (the worker's owned partitions, read here and never added to or
     removed from), `provisional` (None when [writer] provisional is off), `committer` (the
-    single writer thread) and `on_failure(exc, what)` (stops the worker)."""
+    single writer thread), `on_failure(exc, what)` (stops the worker) and `metrics` (flush
+    and checkpoint latencies, their failures)."""
 
     def __init__(self, writer: WriterSettings, sink: ParquetWarehouse, claims: dict[str, Claim],
                  provisional: ProvisionalFiles | None, committer: Executor,
-                 on_failure: Callable[[BaseException, str], None]) -> None:
+                 on_failure: Callable[[BaseException, str], None], metrics: WorkerMetrics | None = None) -> None:
         self.writer = writer
         self.sink = sink
         self.claims = claims
         self.provisional = provisional
         self.committer = committer
         self.on_failure = on_failure
+        self.metrics = metrics
         self.last_flush_us = mono_us()
         self._lock = asyncio.Lock()
         self._shown_version = 0
@@ -121,13 +129,18 @@ class FlushCycle:
                 for _, c in settled:  # a busy one's releases may not be in this batch yet
                     done.update(c.pipeline.take_done())
                 shown = (self._shown_version, fresh, done)
+            started = mono_us()
             try:
                 self._deletion_at = await asyncio.get_running_loop().run_in_executor(
                     self.committer, self._commit, pending, shown)
             except WarehouseWriteError as exc:
+                if self.metrics is not None:
+                    self.metrics.error("flush_failed")
                 self.on_failure(exc, "flush failed")
                 return
             self.last_flush_us = mono_us()
+            if self.metrics is not None:
+                self.metrics.flushed((self.last_flush_us - started) / 1e6)
             self.commits += bool(pending.tables)
             for pid, claim, frontier in frontiers:
                 if self.claims.get(pid) is not claim:
@@ -157,15 +170,20 @@ class FlushCycle:
             return True
         if mono_us() < retry.next_attempt_us and not final:  # backing off after a storage error
             return True
+        started = mono_us()
         try:
             await asyncio.wait_for(claim.context.update_checkpoint(mark), CHECKPOINT_TIMEOUT_S)
         except TRANSIENT_STORAGE_ERRORS as exc:  # keep the mark, retry later
+            if self.metrics is not None:
+                self.metrics.error("checkpoint_failed")
             delay = retry.failed(mono_us())  # from the failure: an attempt can take seconds
             log.warning("checkpoint of partition %s at offset %s sequence %s failed (%s: %s); "
                         "retrying in %.1fs", pid, mark.offset, mark.sequence_number,
                         type(exc).__name__, str(exc) or f"no answer in {CHECKPOINT_TIMEOUT_S:g}s", delay,
                         extra={"partition": pid, "offset": mark.offset, "sequence_number": mark.sequence_number})
             return False
+        if self.metrics is not None:
+            self.metrics.checkpointed((mono_us() - started) / 1e6)
         retry.failures = 0
         pipeline.checkpoint_done(mark)
         return True

@@ -25,16 +25,21 @@ from transforms.decode import DecodeRules, decode_body
 from transforms.models import RunData
 from transforms.ordering import Released, ReorderBuffer
 from transforms.records import AmlEvent, DecodeResult, Origin
-from transforms.rows import EventRows, TableRows, event_rows
+from transforms.rows import TABLE_COLUMNS, EventRows, TableRows, event_rows
 from transforms.status import STATUS_RANK, run_event_status
+
+
+_EVENT_TYPE = TABLE_COLUMNS["raw_events"].index("event_type")  # in EventRows.raw
 
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """What a checkpoint records of a message (all `update_checkpoint` reads)."""
+    """What a checkpoint records of a message (all `update_checkpoint` reads), and when the
+    hub enqueued it (for the lag metrics)."""
 
     offset: str
     sequence_number: int
+    enqueued_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,21 @@ class PartitionCounters:
     late: int = 0
     dead_letters: int = 0
     ignored: int = 0
+    # the same by event type (events) or reason (dead letters, ignored), for the metrics
+    received_by_type: Counter = field(default_factory=Counter)  # decoded into the reorder buffer
+    released_by_type: Counter = field(default_factory=Counter)  # released to the writer
+    late_by_type: Counter = field(default_factory=Counter)
+    dead_letters_by_reason: Counter = field(default_factory=Counter)
+    ignored_by_reason: Counter = field(default_factory=Counter)
+
+    def snapshot(self) -> PartitionCounters:
+        """A copy another thread may read while the decode thread counts on (dict() of a
+        Counter is one C call, so it never sees one half-updated)."""
+        return PartitionCounters(
+            self.messages, self.events, self.late, self.dead_letters, self.ignored,
+            Counter(dict(self.received_by_type)), Counter(dict(self.released_by_type)),
+            Counter(dict(self.late_by_type)), Counter(dict(self.dead_letters_by_reason)),
+            Counter(dict(self.ignored_by_reason)))
 
 
 def _rank(event: AmlEvent) -> int:
@@ -126,6 +146,8 @@ class PartitionPipeline:
             if result.dead_letters or result.ignored:
                 bad.dead_letters += result.dead_letters
                 bad.ignored += result.ignored
+                self.counters.dead_letters_by_reason.update(d.reason for d in result.dead_letters)
+                self.counters.ignored_by_reason.update(i.reason for i in result.ignored)
                 rows.add(DecodeResult(dead_letters=result.dead_letters, ignored=result.ignored), ingested_us)
             decoded.append((msg, origin, result.events))
         # What the release at the end of this batch leaves held: only those are worth
@@ -138,6 +160,7 @@ class PartitionPipeline:
         times = iter(ordering)
         for msg, origin, events in decoded:
             for event in events:
+                self.counters.received_by_type[event.envelope.event_type] += 1
                 ordering_us = next(times)
                 prepared = item = event_rows(event, ingested_us)
                 if ordering_us > stays_above and len(self.buffer) >= self.compact_above:
@@ -146,7 +169,7 @@ class PartitionPipeline:
                 self._fresh[id(item)] = prepared
                 self.buffer.push(item, subject=event.envelope.subject, event_time_us=ordering_us,
                                  rank=_rank(event), sequence=msg.sequence_number, now_us=now_us)
-            self.unconfirmed.append(Mark(msg.offset, msg.sequence_number))
+            self.unconfirmed.append(Mark(msg.offset, msg.sequence_number, msg.enqueued_us))
         self.counters.dead_letters += len(bad.dead_letters)
         self.counters.ignored += len(bad.ignored)
         self._add_released(rows, self.buffer.release(now_us))
@@ -181,7 +204,12 @@ class PartitionPipeline:
                 version = self._shown_in.pop(key, None)
                 if version is not None:
                     self._done[version] += 1
-            rows.add_event_rows(item if isinstance(item, EventRows) else self._expand(item), out.late)
+            prepared = item if isinstance(item, EventRows) else self._expand(item)
+            event_type = prepared.raw[_EVENT_TYPE]
+            self.counters.released_by_type[event_type] += 1
+            if out.late:
+                self.counters.late_by_type[event_type] += 1
+            rows.add_event_rows(prepared, out.late)
 
     def _expand(self, item: Compact) -> EventRows:
         body = item.body if self.spill is None else self.spill.take(item.body)

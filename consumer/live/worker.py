@@ -20,8 +20,8 @@ from the worker's own timer task, never from an SDK callback the SDK may cancel.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
+import os
 import shutil
 import signal
 import uuid
@@ -40,10 +40,12 @@ from consumer.eventhub.clients import (
 )
 from consumer.live.compaction_timer import BackgroundCompaction
 from consumer.live.flush_cycle import Claim, FlushCycle
-from consumer.live.metrics import PartitionStats, WorkerStats, serve_metrics
+from consumer.live.lag import Position
+from consumer.live.metrics import PartitionStats, WorkerMetrics, WorkerStats, serve_metrics
 from consumer.live.partition import Message, PartitionPipeline
 from consumer.live.provisional import ProvisionalFiles
 from consumer.live.spill import BodySpill, SpillError, sweep_spill_folders
+from consumer.live.watchdog import PartitionMonitor, PartitionWatch, enqueued_position
 from consumer.storage.arrow import ArrowBatch, to_arrow
 from consumer.storage.layout import SPILL_DIR
 from consumer.storage.warehouse import ParquetWarehouse
@@ -54,6 +56,9 @@ log = logging.getLogger("amlwh.worker")
 # Received batches waiting for or in the decode thread, over all partitions: enough to
 # keep it busy while the SDK receives, few enough to bound the memory they hold.
 _MAX_BATCHES_IN_FLIGHT = 8
+# More owned partitions than this per core and the event loop, decode and writer threads
+# fall behind at a rate a single partition could sustain.
+_PARTITIONS_PER_CORE = 3
 
 
 class Worker:
@@ -83,7 +88,12 @@ class Worker:
         self._decoder: ThreadPoolExecutor | None = None
         self._decode_slots = asyncio.Semaphore(_MAX_BATCHES_IN_FLIGHT)
         self._committer: ThreadPoolExecutor | None = None
-        self.background: list[asyncio.Task] = []  # automatic compaction
+        self.background: list[asyncio.Task] = []  # automatic compaction, the partition monitor
+        self.metrics = WorkerMetrics()
+        self.receiving_since_us: int | None = None  # monotonic; set once receive_batch runs
+        self.unhealthy: str | None = None  # why /healthz fails though the worker still runs
+        self._in_callback: set[str] = set()  # partitions whose batch callback is running
+        self._over_core_budget = False
 
     # -- SDK callbacks --------------------------------------------------------
     async def on_partition_initialize(self, context) -> None:
@@ -96,10 +106,22 @@ class Worker:
         pipeline = PartitionPipeline(
             self.hub, pid, self.rules, int(o.max_lateness_s * 1e6), o.max_buffered_events,
             int(o.max_future_skew_s * 1e6), spill=spill)
-        self.claims[pid] = Claim(pipeline, context, RetryState())
+        self.claims[pid] = Claim(pipeline, context, RetryState(), PartitionWatch(mono_us(), wall_us()))
         self.last_activity_us = mono_us()
         self._share_buffer_budget()
+        self.metrics.ownership_changed("claimed")
         log.info("partition %s claimed", pid)
+        self._check_core_budget()
+
+    def _check_core_budget(self) -> None:
+        """Warn once each time the owned partitions go over the per-core budget."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        over = len(self.claims) > _PARTITIONS_PER_CORE * cores
+        if over and not self._over_core_budget:
+            log.warning("this worker owns %d partitions on %d CPU core(s), more than %d per core: it may "
+                        "fall behind; run more workers in consumer group %s, or give this one more cores",
+                        len(self.claims), cores, _PARTITIONS_PER_CORE, self.settings.eventhub.consumer_group)
+        self._over_core_budget = over
 
     async def on_partition_close(self, context, reason) -> None:
         pid = context.partition_id
@@ -108,6 +130,9 @@ class Worker:
         if pipeline is not None:
             self.closed_counters.append(pipeline.counters)
             self._share_buffer_budget()
+            self._check_core_budget()
+            if not self.stopping:
+                self.metrics.ownership_changed("lost")
         if pipeline is not None and not self.stopping:
             dropped = pipeline.reset()  # not checkpointed: the new owner re-reads them
             if self.cycle is not None:
@@ -128,21 +153,32 @@ class Worker:
 
     async def on_error(self, context, error) -> None:
         pid = getattr(context, "partition_id", None)
+        self.metrics.error(f"sdk:{type(error).__name__}")
         log.warning("partition %s: %s: %s (the SDK retries)", pid or "-", type(error).__name__, error)
 
     async def on_event_batch(self, context, events) -> None:
         if self.stopping or self.fatal:
             return  # not processed, not checkpointed: re-read after restart
-        claim = self.claims.get(context.partition_id)
+        pid = context.partition_id
+        claim = self.claims.get(pid)
         if claim is None:
             return
+        if events:  # for the lag metrics and the stall watchdog
+            first, last = events[0], events[-1]
+            claim.watch.received(
+                Position(first.sequence_number, enqueued_us(first)), Position(last.sequence_number, enqueued_us(last)),
+                enqueued_position(context.last_enqueued_event_properties, sequence_key="sequence_number",
+                                  time_key="enqueued_time"), mono_us())
+        self._in_callback.add(pid)
         try:
             await self._process(claim.pipeline, events)
         except Exception as exc:
             # The SDK would report this and carry on with the next batch, whose
             # checkpoint would then cover the one we failed on: stop instead.
-            self._fail(exc, f"partition {context.partition_id}: processing failed; stopping without "
-                            "checkpointing it")
+            self.metrics.error("processing_failed")
+            self._fail(exc, f"partition {pid}: processing failed; stopping without checkpointing it")
+        finally:
+            self._in_callback.discard(pid)
 
     async def _process(self, pipeline: PartitionPipeline, events) -> None:
         if events:
@@ -183,6 +219,7 @@ class Worker:
             self.sink.write(batch)
         pipeline.in_flight -= 1
         for dead in bad.dead_letters:
+            self.metrics.error(f"dead_letter:{dead.reason}")
             log.warning("dead letter (%s) at partition %s offset %s sequence %s: %s", dead.reason,
                         dead.origin.partition_id, dead.origin.offset, dead.origin.sequence_number,
                         dead.error)
@@ -250,14 +287,65 @@ class Worker:
 
     def stats(self) -> WorkerStats:
         """A snapshot for the metrics endpoint (read from its thread)."""
-        return WorkerStats(
-            {pid: PartitionStats(dataclasses.replace(c.pipeline.counters), len(c.pipeline.buffer),
-                                 c.retry.failures) for pid, c in list(self.claims.items())},
-            self.sink.pending_rows)
+        now = wall_us()
+        partitions = {}
+        for pid, c in list(self.claims.items()):
+            lag = c.watch.lag(c.pipeline.checkpointed)
+            watermark = c.pipeline.buffer.watermark
+            partitions[pid] = PartitionStats(
+                c.pipeline.counters.snapshot(), len(c.pipeline.buffer), c.retry.failures, lag.events,
+                lag.seconds, None if watermark is None else max(0, now - watermark) / 1e6)
+        return WorkerStats(partitions, self.sink.pending_rows)
+
+    def health(self, ready: bool) -> tuple[bool, str]:
+        """/healthz (`ready` False): running and not failing. /readyz: also receiving, and
+        owning a partition or one load-balancing interval into it (a worker with more
+        peers than partitions owns none and is still ready)."""
+        if self.fatal is not None:
+            return False, f"failed: {type(self.fatal).__name__}: {self.fatal}"
+        if self.unhealthy is not None:
+            return False, self.unhealthy
+        if self._stop.is_set():
+            return False, "stopping"
+        if not ready:
+            return True, "ok"
+        if self.receiving_since_us is None:
+            return False, "not receiving yet"
+        waited = (mono_us() - self.receiving_since_us) / 1e6
+        if not self.claims and waited < self.settings.eventhub.load_balancing_interval_s:
+            return False, "no partition claimed yet"
+        return True, f"receiving; {len(self.claims)} partition(s) owned"
+
+    def _busy(self, pid: str) -> bool:
+        """Still handling a batch of `pid` (backpressure, decoding): receiving nothing
+        meanwhile is the worker's doing, not a stalled link."""
+        claim = self.claims.get(pid)
+        return pid in self._in_callback or (claim is not None and claim.pipeline.in_flight > 0)
+
+    def _unrecoverable(self, what: str) -> None:
+        log.error("%s", what)
+        self.unhealthy = what
+
+    async def _flush_before_recovery(self) -> bool:
+        if self.stopping or self.fatal:
+            return False
+        await self.cycle.flush_and_checkpoint()
+        return not (self.stopping or self.fatal)
 
     async def run(self) -> int:
+        endpoint = None
         if self.settings.metrics.port:
-            serve_metrics(self.stats, self.settings.metrics.port, self.settings.metrics.host)
+            self.metrics.watch(self.stats)
+            endpoint = serve_metrics(self.metrics, self.health, self.settings.metrics.port,
+                                     self.settings.metrics.host)
+        try:
+            return await self._run()
+        finally:
+            if endpoint is not None:
+                endpoint.shutdown()
+                endpoint.server_close()
+
+    async def _run(self) -> int:
         eh = self.settings.eventhub
         self.hub = eventhub_name(eh)
         loop = asyncio.get_running_loop()
@@ -276,7 +364,7 @@ class Worker:
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="amlwh-decode")
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="amlwh-commit")
         self.cycle = FlushCycle(self.settings.writer, self.sink, self.claims, self.provisional,
-                                self._committer, self._fail)
+                                self._committer, self._fail, self.metrics)
         try:
             await self._receive(store, client, eh)
         finally:
@@ -295,14 +383,22 @@ class Worker:
                 self.on_event_batch, max_batch_size=eh.max_batch_size,
                 max_wait_time=eh.max_wait_time_s, prefetch=eh.prefetch,
                 starting_position=starting_position(eh.starting_position),
-                owner_level=0 if eh.owner_level else None,
+                owner_level=0 if eh.owner_level else None, track_last_enqueued_event_properties=True,
                 on_partition_initialize=self.on_partition_initialize,
                 on_partition_close=self.on_partition_close, on_error=self.on_error))
+            self.receiving_since_us = mono_us()
             ticker = asyncio.create_task(self._ticker())
+            monitor = PartitionMonitor(
+                client, self.claims, store, self.settings.metrics, self.settings.watchdog, self.metrics,
+                hub=self.hub, consumer_group=eh.consumer_group,
+                busy=self._busy,
+                before_recovery=self._flush_before_recovery, on_unrecoverable=self._unrecoverable)
+            self.background.append(asyncio.create_task(monitor.run_forever()))
             compaction = None
             if self.settings.compaction.auto:
                 compaction = BackgroundCompaction(self.sink.root, self.settings.warehouse.compression,
-                                                  self.settings.compaction, lambda: self.cycle.commits)
+                                                  self.settings.compaction, lambda: self.cycle.commits,
+                                                  self._compaction_round)
                 self.background.append(asyncio.create_task(compaction.run_forever()))
             log.info("receiving from %s (consumer group %s)", self.hub, eh.consumer_group)
             stop = asyncio.create_task(self._stop.wait())
@@ -316,6 +412,12 @@ class Worker:
             await asyncio.gather(receiving, ticker, stop, *self.background, return_exceptions=True)
         if self.fatal is None and receiving.done() and not receiving.cancelled() and receiving.exception():
             raise receiving.exception()
+
+    def _compaction_round(self, seconds: float, ok: bool) -> None:
+        if ok:
+            self.metrics.compacted(seconds)
+        else:
+            self.metrics.error("compaction_failed")
 
     async def _shutdown(self) -> None:
         """Stop taking events, release every buffer, flush, checkpoint."""

@@ -153,3 +153,29 @@ async def test_unknown_hub_and_consumer_group_are_not_found(local_hub):
     got = await receive_events(local_hub.connection_string("eh1"), "0", consumer_group="nope",
                                stop_on_error=True, timeout=10, client_kwargs={"retry_total": 0})
     assert got.errors and "could not be found" in str(got.errors[0])
+
+
+@pytest.mark.asyncio
+async def test_stall_partition_starves_attached_receivers_until_one_reattaches(local_hub, fresh_hub_name):
+    cs = local_hub.connection_string(fresh_hub_name)
+    producer = EventHubProducerClient.from_connection_string(cs)
+    async with producer, BackgroundReceiver(cs, "0") as stalled, BackgroundReceiver(cs, "1") as other:
+        await producer.send_batch([EventData("before")], partition_id="0")
+        await stalled.wait_for(1)
+        await asyncio.to_thread(local_hub.wait_for_consumers, fresh_hub_name, 2)
+        assert local_hub.stall_partition(fresh_hub_name, "0") == 1  # partition 1's receiver is untouched
+        await producer.send_batch([EventData("starved")], partition_id="0")
+        await producer.send_batch([EventData("served")], partition_id="1")
+        await other.wait_for(1)
+        # the hub took the event and says so, but the attached receiver gets nothing
+        assert local_hub.partition_info(fresh_hub_name)["0"]["last_enqueued_sequence_number"] == 1
+        await asyncio.sleep(2.0)
+        assert bodies(stalled.events) == ["before"]
+        # a receiver attached after the fault is served normally
+        fresh = await receive_events(cs, "0", expected=2, timeout=20)
+        assert bodies(fresh.events) == ["before", "starved"]
+        assert bodies(stalled.events) == ["before"]
+        await asyncio.to_thread(local_hub.reset_faults)  # the stalled link is served again
+        await stalled.wait_for(2)
+    assert bodies(stalled.events) == ["before", "starved"]
+    assert bodies(other.events) == ["served"]
