@@ -16,7 +16,9 @@ buffered rows of the moment it was made.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -32,7 +34,15 @@ from consumer.query.state_views import (
     views_fingerprint,
 )
 from consumer.storage.layout import ANCHOR, committed_glob, provisional_dir, table_dir
-from consumer.storage.schema import ddl_columns, read_committed_sql, sql_string, table_ddl, view_sql
+from consumer.storage.schema import (
+    ddl_columns,
+    read_committed_sql,
+    sql_string,
+    table_ddl,
+    view_sql,
+)
+
+T = TypeVar("T")
 
 # Statement types a query may run: nothing that writes files or changes state.
 _READ_ONLY = {
@@ -137,15 +147,22 @@ def _stored_rows(con: duckdb.DuckDBPyConnection, warehouse: Path, name: str, ddl
 
 def query_warehouse(warehouse: Path, sql: str) -> tuple[list[str], list[tuple]]:
     """Run one read-only statement on a fresh connection that binds only what the
-    statement reads; (columns, rows). Started again, on a new connection, when a file it
-    listed was deleted by a compaction before it was read (see open_views)."""
+    statement reads; (columns, rows)."""
     with duckdb.connect(":memory:") as parser:  # the statement is checked before any file is read
         check_read_only(sql, parser)
         reads = statement_reads(parser, sql)
+    return read_warehouse(warehouse, lambda con: run_query(con, sql), reads=reads)
+
+
+def read_warehouse(warehouse: Path, work: Callable[[duckdb.DuckDBPyConnection], T], *,
+                   reads: frozenset[str] | None = None) -> T:
+    """`work(con)` on a fresh connection (open_views with `reads`), closed after. Started
+    again, on a new connection, when a file it listed was deleted by a compaction before it
+    was read (see open_views)."""
     for attempt in range(_ATTEMPTS):
         con = open_views(warehouse, reads=reads)[0]
         try:
-            return run_query(con, sql)
+            return work(con)
         except duckdb.IOException:
             if attempt == _ATTEMPTS - 1:
                 raise

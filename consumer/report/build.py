@@ -12,11 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-from consumer.query.connection import connect
+from consumer.query.connection import read_warehouse
 from consumer.report.thresholds import DriftThresholds
-
-# Loads started again after a compaction deleted a file a query had listed (as `amlwh query`)
-_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -88,13 +85,4 @@ def load_report_data(warehouse: Path, since: date | None,
                      thresholds: DriftThresholds) -> dict[str, Table]:
     """Each chart's table, read from the warehouse on one fresh connection (all charts see
     the same files). Started again when a compaction deleted a file it had listed."""
-    for attempt in range(_ATTEMPTS):
-        con = connect(warehouse)
-        try:
-            return run_report_queries(con, since, thresholds)
-        except duckdb.IOException:
-            if attempt == _ATTEMPTS - 1:
-                raise
-        finally:
-            con.close()
-    raise AssertionError("unreachable")
+    return read_warehouse(warehouse, lambda con: run_report_queries(con, since, thresholds))
