@@ -37,6 +37,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -44,7 +45,8 @@ from pathlib import Path
 import duckdb
 
 from consumer.storage.layout import STATE_DIR, committed_glob
-from consumer.storage.schema import PARTITION_COLUMN, read_committed_sql, sql_string, view_sql
+from consumer.storage.schema import (PARTITION_COLUMN, ddl_columns, read_committed_sql, sql_string, table_ddl,
+                                     view_sql)
 
 MANIFEST_GLOB = "manifest-*.json"
 STATE_TABLES = ("runs", "run_status_history", "run_metrics", "model_metrics")
@@ -137,32 +139,31 @@ def bind_state(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
     fresh_models = _new_model_metrics(con, root, manifest, buffered)
     listed = _listed(root, "run_events")
     fresh = tuple(p for p in listed if not _folded(root, manifest, p))
-    sources = [f"SELECT workspace, run_id, event_time, event_date FROM {read_committed_sql(fresh)}"] if fresh else []
-    if "run_events" in buffered:
-        sources.append(f"SELECT workspace, run_id, event_time, event_date FROM {buffered['run_events']}")
-    new_rows = " UNION ALL ".join(sources) or ("SELECT NULL::VARCHAR AS workspace, NULL::VARCHAR AS run_id, "
-                                            "NULL::TIMESTAMPTZ AS event_time, NULL::DATE AS event_date WHERE false")
-    con.execute(f"CREATE TEMP TABLE new_run_rows AS {new_rows}")
+    con.execute("CREATE SCHEMA scope")
+    con.execute(f"CREATE VIEW scope.new_run_events AS {_new_run_events(fresh, buffered)}")
+    con.execute("CREATE TEMP TABLE new_run_rows AS SELECT workspace, run_id, event_time FROM scope.new_run_events")
     con.execute("CREATE TABLE touched.run_keys AS SELECT DISTINCT workspace, run_id FROM new_run_rows")
     touched = con.execute("SELECT count(*) FROM touched.run_keys").fetchall()[0][0]
     since = None
-    # The touched runs that the state holds, found in one pass over its runs' keys: every
-    # later step that retracts stored rows joins with these few, not with all the state.
     if touched:
+        # The touched runs that the state holds, found in one pass over its runs' keys: every
+        # later step that reads or retracts stored rows joins with these few, not with all.
         con.execute("CREATE TABLE touched.stored_keys AS SELECT s.workspace, s.run_id, s.created_at FROM kept.runs s "
                     "SEMI JOIN touched.run_keys k ON s.run_id = k.run_id AND s.workspace IS NOT DISTINCT FROM k.workspace")
+        stored_since = con.execute("SELECT min(created_at) FROM touched.stored_keys").fetchall()[0][0]
         # the earliest a touched run can have been created
-        since = con.execute("SELECT least((SELECT min(event_time) FROM new_run_rows), "
-                            "(SELECT min(created_at) FROM touched.stored_keys))").fetchall()[0][0]
-    con.execute("DROP TABLE new_run_rows")
-    if touched:
-        _recompute_touched(con, since)
+        since = con.execute("SELECT min(event_time) FROM new_run_rows").fetchall()[0][0]
+        since = since if stored_since is None else min(since, stored_since)
+        folded = [p for p in listed if stored_since is not None and p not in fresh
+                  and _day(p) >= stored_since.date()]  # UTC: the connection's zone
+        _recompute_touched(con, since, folded)
     else:  # nothing new: no need to bind the stored tables at all
         con.execute("CREATE TABLE touched.stored_keys (workspace VARCHAR, run_id VARCHAR, created_at TIMESTAMPTZ)")
         for name in ("runs", "run_status_history", "run_metrics"):
             kind = "VIEW" if name == "run_metrics" else "TABLE"  # as _recompute_touched makes them
             con.execute(f"CREATE {kind} touched.{name} AS SELECT * FROM kept.{name} LIMIT 0")
         con.execute("CREATE TABLE touched.retracted_metrics AS SELECT * FROM kept.run_metrics LIMIT 0")
+    con.execute("DROP TABLE new_run_rows")
     at = "TIMESTAMPTZ 'infinity'" if since is None else f"TIMESTAMPTZ '{since.isoformat()}'"
     minute = at if since is None else f"date_trunc('minute', {at})"
     for _, sql in state_sql():
@@ -170,16 +171,32 @@ def bind_state(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
     return StateScope(manifest, fresh + fresh_models, touched)
 
 
-def _recompute_touched(con: duckdb.DuckDBPyConnection, since) -> None:
+def _new_run_events(fresh: tuple[Path, ...], buffered: dict[str, str]) -> str:
+    """The SELECT of the run_events rows not folded in yet: the committed files outside the
+    manifest and the provisional rows, with store.run_events' columns."""
+    columns = ", ".join(f'"{column}"' for column, _ in ddl_columns(table_ddl()["run_events"]))
+    parts = [f"SELECT {columns}, false AS provisional FROM {read_committed_sql(fresh)}"] if fresh else []
+    if "run_events" in buffered:
+        parts.append(f"SELECT {columns}, true AS provisional FROM {buffered['run_events']}")
+    return " UNION ALL BY NAME ".join(parts) or "SELECT *, false AS provisional FROM mem.run_events"
+
+
+def _recompute_touched(con: duckdb.DuckDBPyConnection, since, folded: list[Path]) -> None:
     """touched.<table>: the touched runs' rows recomputed from all their events, and
     touched.retracted_metrics: their metric rows in the state. Each touched run was created
-    at or after `since`, so only events and stored rows from then on are read."""
+    at or after `since`, so only stored rows from then on are read. Their events: all the
+    new ones, and for the runs the state holds (touched.stored_keys), those in `folded`, the
+    folded files from the earliest of their creation dates on. A run the state does not
+    hold has no event in a folded file (a fold gives every run it reads a row), so new runs
+    alone, as live traffic mostly is, read no folded file."""
     at = f"TIMESTAMPTZ '{since.isoformat()}'"
-    con.execute("CREATE SCHEMA scope")
-    con.execute(
-        "CREATE VIEW scope.run_events AS SELECT r.* FROM store.run_events r SEMI JOIN touched.run_keys k "
-        "ON r.run_id = k.run_id AND r.workspace IS NOT DISTINCT FROM k.workspace "
-        f"WHERE r.event_date >= DATE '{since.date().isoformat()}'")  # UTC: the connection's zone
+    folded_rows = ""
+    if folded:
+        columns = ", ".join(f'"{column}"' for column, _ in ddl_columns(table_ddl()["run_events"]))
+        folded_rows = (f" UNION ALL BY NAME SELECT r.* FROM (SELECT {columns}, false AS provisional FROM "
+                       f"{read_committed_sql(folded)}) r SEMI JOIN touched.stored_keys k "
+                       "ON r.run_id = k.run_id AND r.workspace IS NOT DISTINCT FROM k.workspace")
+    con.execute(f"CREATE VIEW scope.run_events AS SELECT * FROM scope.new_run_events{folded_rows}")
     con.execute("CREATE SCHEMA affected")
     con.execute(_only_view(reference_sql("00_deduplicated.sql", "affected", store="scope"), "run_events"))
     for file_name in ("10_runs.sql", "11_run_status_history.sql"):
@@ -236,6 +253,11 @@ def _only_view(sql: str, name: str) -> str:
         if re.search(rf"CREATE VIEW \w+\.{name} AS", statement):
             return statement
     raise ValueError(f"no view {name} in {sql[:80]}")
+
+
+def _day(path: Path) -> date:
+    """The event date of a committed file, from its partition folder."""
+    return date.fromisoformat(path.parent.name.removeprefix(f"{PARTITION_COLUMN}="))
 
 
 def _listed(root: Path, name: str) -> list[Path]:
