@@ -132,7 +132,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from consumer.eventhub.publish import publish
 
     hub = eventhub_name(settings.eventhub)
-    summary = publish([Path(p) for p in args.paths], settings.eventhub,
+    summary = publish([Path(p) for p in args.paths], settings,
                       key_by_subject=args.partition_key == "subject")
     print(f"published {summary.sent:,} event(s) to {hub}"
           + (f" ({summary.keyed:,} keyed by subject)" if args.partition_key == "subject" else ""))

@@ -62,7 +62,11 @@ class BackfillSettings(BaseModel):
 class EventHubSettings(BaseModel):
     model_config = _SECTION
     connection_string: SecretStr | None = None
-    fully_qualified_namespace: str | None = None
+    fully_qualified_namespace: str | None = None  # with an Azure AD token ([identity])
+    # AMQP over TLS to this host:port instead of the namespace's own address (a private
+    # endpoint, a TCP proxy, the local hub in tests); tokens and checkpoints keep the namespace
+    custom_endpoint_address: str | None = None
+    connection_verify: str | None = None  # CA bundle (PEM) for the hub's TLS certificate; default: certifi's
     name: str | None = None
     consumer_group: str = "$Default"
     # where a partition without a checkpoint starts: earliest (default: a warehouse must
@@ -91,8 +95,19 @@ class EventHubSettings(BaseModel):
 class CheckpointSettings(BaseModel):
     model_config = _SECTION
     connection_string: SecretStr | None = None
-    account_url: str | None = None  # with Azure credentials instead of a connection string
+    account_url: str | None = None  # with an Azure AD token ([identity]) instead of a connection string
     container: str = "checkpoints"
+    connection_verify: str | None = None  # CA bundle (PEM) for the storage account's TLS certificate
+
+
+class IdentitySettings(BaseModel):
+    """The Azure AD identity used with [eventhub] fully_qualified_namespace and [checkpoint]
+    account_url: DefaultAzureCredential (environment, workload identity, managed identity,
+    Azure CLI, ...). client_id picks a user-assigned managed (or workload) identity; unset,
+    AZURE_CLIENT_ID does, else the system-assigned one."""
+
+    model_config = _SECTION
+    client_id: str | None = None
 
 
 class OrderingSettings(BaseModel):
@@ -168,6 +183,7 @@ class Settings(BaseSettings):
     backfill: BackfillSettings = BackfillSettings()
     eventhub: EventHubSettings = EventHubSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
+    identity: IdentitySettings = IdentitySettings()
     ordering: OrderingSettings = OrderingSettings()
     writer: WriterSettings = WriterSettings()
     metrics: MetricsSettings = MetricsSettings()

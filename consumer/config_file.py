@@ -17,8 +17,8 @@ from typing import Any
 from consumer.errors import ConfigError
 
 ENV_PREFIX = "AMLWH_"
-SECTIONS = ("warehouse", "filter", "backfill", "eventhub", "checkpoint", "ordering", "writer", "metrics",
-            "watchdog", "compaction", "logging")
+SECTIONS = ("warehouse", "filter", "backfill", "eventhub", "checkpoint", "identity", "ordering", "writer",
+            "metrics", "watchdog", "compaction", "logging")
 COMPRESSIONS = ("zstd", "snappy", "gzip", "none")
 DEFAULT_WAREHOUSE = Path("./warehouse")
 

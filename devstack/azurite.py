@@ -2,6 +2,12 @@
 
 Data lives in a work directory (not in memory), so stop()/start() on the same port models a
 storage outage: blobs written before it are still there after it.
+
+With `tls=` (a devstack.tls.SelfSignedCert) it serves HTTPS with that certificate and
+`--oauth basic`: it then also takes bearer tokens (the blob SDK sends them over HTTPS only),
+checking that they are JWTs for storage (`aud` https://storage.azure.com or the account's
+blob address), from an Azure AD issuer (`iss` https://sts.windows.net/...) and in their
+lifetime (`iat`, `nbf`, `exp`); it cannot check signatures. SharedKey still works beside them.
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ START_TIMEOUT_S = 30.0
 
 
 class Azurite(ChildProcess):
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, location: str | None = None):
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, location: str | None = None, tls=None):
         if not AZURITE_BIN.exists():
             raise RuntimeError(f"Azurite is not installed at {AZURITE_BIN}; run `make install` "
                                "(it runs npm install --prefix .tools/azurite azurite@3.35.0)")
         self.host = host
         self.port = port or free_port(host)
+        self.tls = tls  # SelfSignedCert: HTTPS with --oauth basic
         self._own_location = location is None
         self.location = location or tempfile.mkdtemp(prefix="amlwh-azurite-")
         os.makedirs(self.location, exist_ok=True)
@@ -45,11 +52,17 @@ class Azurite(ChildProcess):
 
     @property
     def blob_endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}/{ACCOUNT}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/{ACCOUNT}"
+
+    @property
+    def account_url(self) -> str:
+        """The blob endpoint as `[checkpoint] account_url` (path-style: the account in the path)."""
+        return self.blob_endpoint
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        protocol = "https" if self.tls else "http"
+        return (f"DefaultEndpointsProtocol={protocol};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
                 f"BlobEndpoint={self.blob_endpoint};")
 
     def start(self) -> Azurite:
@@ -57,6 +70,8 @@ class Azurite(ChildProcess):
             return self
         cmd = [str(AZURITE_BIN), "--blobHost", self.host, "--blobPort", str(self.port),
                "--location", self.location, "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"]
+        if self.tls is not None:
+            cmd += ["--cert", str(self.tls.cert), "--key", str(self.tls.key), "--oauth", "basic"]
         log = open(self.log_path, "ab")
         try:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -89,29 +104,34 @@ class Azurite(ChildProcess):
     def __exit__(self, *exc) -> None:
         self.cleanup()
 
+    def _context(self):
+        return self.tls.client_context() if self.tls is not None else None
+
     def create_container(self, name: str) -> bool:
-        return create_container(self.blob_endpoint, name)
+        return create_container(self.blob_endpoint, name, context=self._context())
 
     def list_blobs(self, container: str, prefix: str = "") -> dict[str, dict[str, str]]:
-        return list_blobs(self.blob_endpoint, container, prefix)
+        return list_blobs(self.blob_endpoint, container, prefix, context=self._context())
 
 
 # ---------------------------------------------------------------- minimal blob REST (SharedKey)
 # Enough to set up containers and inspect checkpoint blobs without another SDK dependency.
 
 
-def _request(blob_endpoint: str, method: str, path: str, query: dict[str, str]) -> bytes:
+def _request(blob_endpoint: str, method: str, path: str, query: dict[str, str], context=None) -> bytes:
     url = f"{blob_endpoint}/{path}" + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
     headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": API_VERSION}
     headers["Authorization"] = _shared_key(method, url, headers)
-    with urllib.request.urlopen(urllib.request.Request(url, method=method, headers=headers), timeout=10) as resp:
+    request = urllib.request.Request(url, method=method, headers=headers)
+    with urllib.request.urlopen(request, timeout=10, context=context) as resp:
         return resp.read()
 
 
-def create_container(blob_endpoint: str, name: str) -> bool:
-    """Create a container on the devstoreaccount1 endpoint; False if it already existed."""
+def create_container(blob_endpoint: str, name: str, *, context=None) -> bool:
+    """Create a container on the devstoreaccount1 endpoint; False if it already existed.
+    `context`: the SSL context for an HTTPS endpoint."""
     try:
-        _request(blob_endpoint, "PUT", name, {"restype": "container"})
+        _request(blob_endpoint, "PUT", name, {"restype": "container"}, context)
         return True
     except urllib.error.HTTPError as exc:
         if exc.code == 409:
@@ -119,12 +139,12 @@ def create_container(blob_endpoint: str, name: str) -> bool:
         raise
 
 
-def list_blobs(blob_endpoint: str, container: str, prefix: str = "") -> dict[str, dict[str, str]]:
+def list_blobs(blob_endpoint: str, container: str, prefix: str = "", *, context=None) -> dict[str, dict[str, str]]:
     """Blob name -> metadata (lower-cased keys), e.g. for checkpoint and ownership blobs."""
     query = {"restype": "container", "comp": "list", "include": "metadata"}
     if prefix:
         query["prefix"] = urllib.request.quote(prefix, safe="")
-    root = ET.fromstring(_request(blob_endpoint, "GET", container, query))
+    root = ET.fromstring(_request(blob_endpoint, "GET", container, query, context))
     blobs = {}
     for blob in root.iter("Blob"):
         meta = blob.find("Metadata")

@@ -30,7 +30,8 @@ class HubControlError(RuntimeError):
 class LocalHub(ChildProcess):
     def __init__(self, hubs: str | dict[str, int] = "eh1:4", *, persist_dir: str | None = None,
                  host: str = "127.0.0.1", port: int = 0, key_name: str = DEFAULT_KEY_NAME,
-                 key: str = DEFAULT_KEY, work_dir: str | None = None):
+                 key: str = DEFAULT_KEY, work_dir: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None):
         specs = parse_hub_specs(hubs) if isinstance(hubs, str) else [(n, p, ()) for n, p in hubs.items()]
         # Passed again on every start, so a restarted in-memory hub has the same hubs.
         self._hubs: dict[str, tuple[int, tuple[str, ...]]] = {n: (p, g) for n, p, g in specs}
@@ -38,6 +39,10 @@ class LocalHub(ChildProcess):
         self.host = host
         self.port = port
         self.control_port = 0
+        # with a certificate, a second listener speaks AMQP over TLS (tls_port), for clients
+        # built from a fully qualified namespace and a token credential
+        self.tls_cert, self.tls_key = tls_cert, tls_key
+        self.tls_port = 0
         self.key_name = key_name
         self.key = key
         self._own_work_dir = work_dir is None
@@ -59,6 +64,8 @@ class LocalHub(ChildProcess):
                "--key-name", self.key_name, "--key", self.key]
         if self.persist_dir:
             cmd += ["--persist-dir", self.persist_dir]
+        if self.tls_cert:
+            cmd += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key), "--tls-port", str(self.tls_port)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
         log = open(self.log_path, "ab")
         try:
@@ -77,6 +84,7 @@ class LocalHub(ChildProcess):
         with open(ready) as fh:
             info = json.load(fh)
         self.port, self.control_port = info["port"], info["control_port"]
+        self.tls_port = info.get("tls_port", 0)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -124,6 +132,13 @@ class LocalHub(ChildProcess):
     def connection_string(self, hub: str = "eh1", *, key: str | None = None) -> str:
         return (f"Endpoint=sb://{self.host}:{self.port};SharedAccessKeyName={self.key_name};"
                 f"SharedAccessKey={key or self.key};UseDevelopmentEmulator=true;EntityPath={hub}")
+
+    @property
+    def fully_qualified_namespace(self) -> str:
+        """The TLS listener as `[eventhub] fully_qualified_namespace` (host:port)."""
+        if not self.tls_port:
+            raise RuntimeError("this LocalHub has no TLS listener: pass tls_cert and tls_key")
+        return f"{self.host}:{self.tls_port}"
 
     @property
     def namespace_connection_string(self) -> str:

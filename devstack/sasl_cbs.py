@@ -22,6 +22,7 @@ from .amqp_encode import (
 )
 from .amqp_types import Timestamp
 from .frames import section_spans
+from .jwt_tokens import looks_like_jwt, validate_jwt
 from .store import EventStore
 
 SECTION_PROPERTIES = 0x73
@@ -107,14 +108,28 @@ def encode_response(correlation_id: Any, status: int, description: str, body: by
     return out
 
 
+def _jwt_token(body: str, cbs_audience: str | None) -> tuple[Token | None, str]:
+    """A JWT put-token: the token's checks in jwt_tokens.py; it then covers what the request
+    names (sb://<namespace>/<hub>), as a SAS token covers its `sr`."""
+    claims, reason = validate_jwt(body, cbs_audience)
+    if claims is None:
+        return None, reason
+    return Token(cbs_audience or "", claims.expires_at), ""
+
+
 def handle_put_token(request: Request, validator: SasValidator, tokens: list[Token]) -> bytes:
     props = request.application_properties
     if props.get("operation") != "put-token":
         return encode_response(request.message_id, 400, f"Unsupported CBS operation {props.get('operation')!r}.")
-    if props.get("type") != "servicebus.windows.net:sastoken":
-        return encode_response(request.message_id, 400, "Only SAS tokens are supported by the local hub.")
+    kind = props.get("type")
     body = request.body.decode("utf-8") if isinstance(request.body, bytes) else str(request.body or "")
-    token, reason = validator.validate(body)
+    if kind == "jwt":  # an Azure AD access token (the SDK's TokenCredential path)
+        token, reason = _jwt_token(body, str(props.get("name") or ""))
+    elif kind == "servicebus.windows.net:sastoken":
+        token, reason = validator.validate(body)
+    else:
+        return encode_response(request.message_id, 400, "Property 'type' in the 'application-properties' section "
+                                                         "is either missing, has the wrong type, or has an unexpected value.")
     if token is None:
         return encode_response(request.message_id, 401, reason)
     tokens.append(token)
@@ -126,7 +141,8 @@ def handle_management(request: Request, store: EventStore, validator: SasValidat
     reply = request.message_id
     security_token = props.get("security_token")
     if security_token is not None:
-        token, reason = validator.validate(str(security_token))
+        text = str(security_token)
+        token, reason = _jwt_token(text, None) if looks_like_jwt(text) else validator.validate(text)
         if token is None:
             return encode_response(reply, 401, reason)
     if props.get("operation") != "READ":

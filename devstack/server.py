@@ -1,9 +1,15 @@
 """The local hub process: AMQP listener, control port, and the command line that starts it.
 
     python -m devstack.server --hubs eh1:4 --ready-file F [--port P] [--control-port C]
-                                 [--persist-dir DIR]
+                                 [--persist-dir DIR] [--tls-cert PEM --tls-key PEM [--tls-port T]]
 
-Once both ports listen it writes {"port", "control_port", "pid"} as JSON to the ready file.
+With --tls-cert and --tls-key it also listens for AMQP over TLS (what the SDK dials for a
+fully qualified namespace with a token credential) on a second port; the plain port serves
+connection strings with UseDevelopmentEmulator=true as before. Fault injection (refused
+connections) acts on the plain port only.
+
+Once the ports listen it writes {"port", "control_port", "pid"} (and "tls_port") as JSON to
+the ready file.
 The control port speaks one JSON object per line: {"op": ..., "args": {...}} and answers
 {"ok": true, "result": ...} or {"ok": false, "error": ...}.
 """
@@ -15,6 +21,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import time
 
 from .connection import AmqpConnection
@@ -137,6 +144,13 @@ async def run(args: argparse.Namespace) -> None:
     server = HubServer(store, SasValidator(args.key_name, args.key), args.host)
     server.port = args.port
     await server.start_listening()
+    tls_listener, ready = None, {}
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        tls_listener = await asyncio.get_running_loop().create_server(
+            lambda: AmqpConnection(server), args.host, args.tls_port, ssl=context, reuse_address=True)
+        ready["tls_port"] = tls_listener.sockets[0].getsockname()[1]
     control = await asyncio.start_server(server.serve_control, args.host, args.control_port, reuse_address=True)
     control_port = control.sockets[0].getsockname()[1]
     heartbeats = asyncio.create_task(server.send_heartbeats())
@@ -147,12 +161,14 @@ async def run(args: argparse.Namespace) -> None:
     if args.ready_file:
         tmp = args.ready_file + ".tmp"
         with open(tmp, "w") as fh:
-            json.dump({"port": server.port, "control_port": control_port, "pid": os.getpid()}, fh)
+            json.dump({"port": server.port, "control_port": control_port, "pid": os.getpid(), **ready}, fh)
         os.replace(tmp, args.ready_file)
     print(f"local hub listening on {args.host}:{server.port} (control {control_port})", flush=True)
     await stop.wait()
     heartbeats.cancel()
     control.close()
+    if tls_listener is not None:
+        tls_listener.close()
     await server.stop_listening()
     server.faults.drop_all_connections(graceful=True)
     await asyncio.sleep(0.1)  # let the close frames go out before the loop ends
@@ -169,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ready-file", default=None)
     parser.add_argument("--key-name", default=DEFAULT_KEY_NAME)
     parser.add_argument("--key", default=DEFAULT_KEY)
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate: also listen for AMQP over TLS")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-port", type=int, default=0)
     asyncio.run(run(parser.parse_args(argv)))
 
 

@@ -28,20 +28,24 @@ TRANSIENT_STORAGE_ERRORS = (AzureError, asyncio.TimeoutError, OSError)
 _RETRY = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1}
 
 
-def checkpoint_store(settings: CheckpointSettings, **options):
-    """The store the worker uses; `options` override the blob client's (retries, timeouts)."""
+def checkpoint_store(settings: CheckpointSettings, credential=None, **options):
+    """The store the worker uses; `options` override the blob client's (retries, timeouts).
+    `credential`: consumer/eventhub/identity.py's, needed with an account URL."""
     from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
     options = {**_RETRY, **options}
+    if settings.connection_verify:
+        options.setdefault("connection_verify", settings.connection_verify)
     if settings.connection_string is not None:
         return BlobCheckpointStore.from_connection_string(
             settings.connection_string.get_secret_value(), container_name=settings.container, **options)
     if settings.account_url:
-        from azure.identity.aio import DefaultAzureCredential
-
+        if credential is None:  # a caller bug: consumer/eventhub/identity.py builds it
+            raise RuntimeError("an Azure credential is needed for [checkpoint] account_url: "
+                               "pass build_credential(settings)")
         return BlobCheckpointStore(
             blob_account_url=settings.account_url, container_name=settings.container,
-            credential=DefaultAzureCredential(), **options)
+            credential=credential, **options)
     raise ConfigError(
         "no checkpoint storage: set AMLWH_CHECKPOINT__CONNECTION_STRING, or [checkpoint] "
         "account_url (env AMLWH_CHECKPOINT__ACCOUNT_URL) to use Azure credentials"

@@ -36,16 +36,15 @@ def eventhub_name(settings: EventHubSettings) -> str:
     return name
 
 
-def _auth(settings: EventHubSettings) -> tuple[str, dict[str, Any]]:
+def _auth(settings: EventHubSettings, credential) -> tuple[str, dict[str, Any]]:
     if settings.connection_string is not None:
         return "connection_string", {"conn_str": settings.connection_string.get_secret_value()}
     if settings.fully_qualified_namespace:
-        from azure.identity.aio import DefaultAzureCredential
-
-        return "credential", {
-            "fully_qualified_namespace": settings.fully_qualified_namespace,
-            "credential": DefaultAzureCredential(),
-        }
+        if credential is None:  # a caller bug: consumer/eventhub/identity.py builds it
+            raise RuntimeError("an Azure credential is needed for [eventhub] fully_qualified_namespace: "
+                               "pass build_credential(settings)")
+        return "credential", {"fully_qualified_namespace": settings.fully_qualified_namespace,
+                              "credential": credential}
     raise ConfigError(
         "no Event Hubs credentials: set AMLWH_EVENTHUB__CONNECTION_STRING (SAS), or "
         "[eventhub] fully_qualified_namespace (env AMLWH_EVENTHUB__FULLY_QUALIFIED_NAMESPACE) "
@@ -53,22 +52,41 @@ def _auth(settings: EventHubSettings) -> tuple[str, dict[str, Any]]:
     )
 
 
-def producer_client(settings: EventHubSettings, **kwargs: Any):
+def _transport(settings: EventHubSettings) -> dict[str, Any]:
+    """TLS and addressing options: a custom endpoint is dialled with AMQP over TLS (the SDK
+    would otherwise switch to WebSockets for it)."""
+    options: dict[str, Any] = {}
+    if settings.custom_endpoint_address:
+        from azure.eventhub import TransportType
+
+        address = settings.custom_endpoint_address
+        options["custom_endpoint_address"] = address if "://" in address else f"sb://{address}"
+        options["transport_type"] = TransportType.Amqp
+    if settings.connection_verify:
+        options["connection_verify"] = settings.connection_verify
+    return options
+
+
+def producer_client(settings: EventHubSettings, credential=None, **kwargs: Any):
+    """`credential`: consumer/eventhub/identity.py's, needed with a fully qualified namespace."""
     from azure.eventhub.aio import EventHubProducerClient
 
-    mode, auth = _auth(settings)
+    mode, auth = _auth(settings, credential)
     name = eventhub_name(settings)
+    kwargs = {**_transport(settings), **kwargs}
     if mode == "connection_string":
         return EventHubProducerClient.from_connection_string(eventhub_name=name, **auth, **kwargs)
     return EventHubProducerClient(eventhub_name=name, **auth, **kwargs)
 
 
-def consumer_client(settings: EventHubSettings, **kwargs: Any):
+def consumer_client(settings: EventHubSettings, credential=None, **kwargs: Any):
+    """`credential`: consumer/eventhub/identity.py's, needed with a fully qualified namespace."""
     from azure.eventhub.aio import EventHubConsumerClient
 
-    mode, auth = _auth(settings)
+    mode, auth = _auth(settings, credential)
     name = eventhub_name(settings)
     group = settings.consumer_group
+    kwargs = {**_transport(settings), **kwargs}
     if mode == "connection_string":
         return EventHubConsumerClient.from_connection_string(
             eventhub_name=name, consumer_group=group, **auth, **kwargs)

@@ -35,18 +35,19 @@ STORE_PROBE_OPTIONS = {"retry_total": 0, "connection_timeout": CONNECT_TIMEOUT_S
 GROUP_PROBE_WINDOW_S = 0.5
 
 
-def probe_clients(eventhub: EventHubSettings, checkpoint: CheckpointSettings):
+def probe_clients(eventhub: EventHubSettings, checkpoint: CheckpointSettings, credential=None):
     """(consumer client, checkpoint store) with the probe options, built before anything is
-    dialled: a missing or malformed setting is a configuration error first."""
+    dialled: a missing or malformed setting is a configuration error first. `credential`:
+    consumer/eventhub/identity.py's, for a namespace or account URL without a connection string."""
     try:
-        client = consumer_client(eventhub, **HUB_PROBE_OPTIONS)
+        client = consumer_client(eventhub, credential, **HUB_PROBE_OPTIONS)
     except ValueError as exc:  # the SDK's words name no part of the string
         raise ConfigError(
             f"[eventhub] connection_string (AMLWH_EVENTHUB__CONNECTION_STRING): {exc} Expected "
             "Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;"
             "SharedAccessKey=<key>[;EntityPath=<hub>]") from None
     try:
-        store = checkpoint_store(checkpoint, **STORE_PROBE_OPTIONS)
+        store = checkpoint_store(checkpoint, credential, **STORE_PROBE_OPTIONS)
     except ValueError as exc:
         raise ConfigError(
             f"[checkpoint] connection_string (AMLWH_CHECKPOINT__CONNECTION_STRING): {exc} Expected "
@@ -65,10 +66,14 @@ def _conn_str_fields(connection_string: str) -> dict[str, str]:
 
 
 def hub_endpoint(settings: EventHubSettings) -> tuple[str, int]:
-    """(host, port) the SDK connects to: the connection string's Endpoint, else the fully
-    qualified namespace; AMQP over TLS (5671), or plain AMQP (5672) for the emulator."""
+    """(host, port) the SDK connects to: [eventhub] custom_endpoint_address, else the
+    connection string's Endpoint, else the fully qualified namespace; AMQP over TLS (5671),
+    or plain AMQP (5672) for the emulator."""
     emulator = False
-    if settings.connection_string is not None:
+    if settings.custom_endpoint_address:
+        address = settings.custom_endpoint_address
+        netloc = urlsplit(address if "://" in address else f"sb://{address}").netloc
+    elif settings.connection_string is not None:
         fields = _conn_str_fields(settings.connection_string.get_secret_value())
         endpoint = fields.get("endpoint", "")
         emulator = fields.get("usedevelopmentemulator", "").lower() == "true"
@@ -115,12 +120,44 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _no_token(exc: BaseException) -> bool:
+    """Whether azure-identity failed to get a token. The SDK wraps its ClientAuthenticationError
+    into an EventHubError (the original in `details`, or as the cause)."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    todo, seen = [exc], set()
+    while todo:
+        err = todo.pop()
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ClientAuthenticationError):
+            return True
+        todo += [e for e in (getattr(err, "details", None), err.__cause__, err.__context__)
+                 if isinstance(e, BaseException)]
+    return False
+
+
 def hub_error(exc: BaseException, settings: EventHubSettings, hub: str) -> PreflightError | None:
     """The operator's wording of an SDK error from the hub; None when `exc` is no such error."""
     from azure.core.exceptions import ClientAuthenticationError  # an Azure identity without a token
     from azure.eventhub.exceptions import AuthenticationError, EventHubError
 
     where = _where(settings, hub)
+    azure_ad = settings.connection_string is None
+    if azure_ad and _no_token(exc):  # the hub was never asked
+        return HubCredentialsRefused(
+            f"no Azure AD token for {where}: {_first_line(exc)}. DefaultAzureCredential found no "
+            "usable identity: on Azure, enable the managed identity (a user-assigned one needs "
+            "[identity] client_id, env AMLWH_IDENTITY__CLIENT_ID, or AZURE_CLIENT_ID); elsewhere "
+            "sign in with `az login` or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET")
+    if azure_ad and isinstance(exc, AuthenticationError):
+        return HubCredentialsRefused(
+            f"the hub refused the Azure AD token for {where} ({_first_line(exc)}). Check [eventhub] "
+            "fully_qualified_namespace (AMLWH_EVENTHUB__FULLY_QUALIFIED_NAMESPACE), that the identity "
+            "DefaultAzureCredential uses ([identity] client_id or AZURE_CLIENT_ID) belongs to the "
+            "namespace's tenant, and that it holds the Azure Event Hubs Data Receiver role on the "
+            "namespace or the event hub")
     if isinstance(exc, (AuthenticationError, ClientAuthenticationError)):
         return HubCredentialsRefused(
             f"the hub refused the credentials for {where} ({_first_line(exc)}). Check "

@@ -14,8 +14,9 @@ from pathlib import Path
 import orjson
 
 from consumer.backfill.blocks import expand_paths, read_blocks
-from consumer.config import EventHubSettings
+from consumer.config import Settings
 from consumer.eventhub.clients import producer_client
+from consumer.eventhub.identity import credential_for
 
 
 @dataclass
@@ -38,9 +39,7 @@ def subject_of(body: bytes) -> str | None:
     return subject if isinstance(subject, str) and subject else None
 
 
-async def publish_files(paths: list[Path], settings: EventHubSettings, *, key_by_subject: bool) -> PublishSummary:
-    from azure.eventhub import EventData
-
+async def publish_files(paths: list[Path], settings: Settings, *, key_by_subject: bool) -> PublishSummary:
     summary = PublishSummary()
 
     async def on_success(events, partition_id) -> None:
@@ -51,9 +50,16 @@ async def publish_files(paths: list[Path], settings: EventHubSettings, *, key_by
         summary.first_error = summary.first_error or f"partition {partition_id}: {error}"
 
     # Buffered mode: the SDK hashes keys to partitions and packs batches per partition.
-    producer = producer_client(
-        settings, buffered_mode=True, on_success=on_success, on_error=on_error, max_wait_time=0.2
-    )
+    async with credential_for(settings) as credential:
+        producer = producer_client(settings.eventhub, credential, buffered_mode=True, on_success=on_success,
+                                   on_error=on_error, max_wait_time=0.2)
+        await _send(producer, paths, summary, key_by_subject)
+    return summary
+
+
+async def _send(producer, paths: list[Path], summary: PublishSummary, key_by_subject: bool) -> None:
+    from azure.eventhub import EventData
+
     async with producer:
         for path in expand_paths(paths):
             for block in read_blocks(path):
@@ -65,8 +71,7 @@ async def publish_files(paths: list[Path], settings: EventHubSettings, *, key_by
                     summary.keyed += key is not None
                     await producer.send_event(EventData(body), partition_key=key)
         await producer.flush()
-    return summary
 
 
-def publish(paths: list[Path], settings: EventHubSettings, *, key_by_subject: bool) -> PublishSummary:
+def publish(paths: list[Path], settings: Settings, *, key_by_subject: bool) -> PublishSummary:
     return asyncio.run(publish_files(paths, settings, key_by_subject=key_by_subject))

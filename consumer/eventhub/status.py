@@ -28,6 +28,7 @@ from typing import Any
 from consumer.config import Settings
 from consumer.eventhub.checkpoints import checkpoint_prefix, store_container
 from consumer.eventhub.clients import client_namespace, eventhub_name
+from consumer.eventhub.identity import credential_for
 from consumer.eventhub.probes import (
     TIMEOUT_S,
     hub_error,
@@ -190,9 +191,14 @@ async def _read_store(store, namespace: str, hub: str, group: str) -> tuple[list
 async def read_status(settings: Settings, now_s) -> StatusReport:
     """Read the hub, then the store; `now_s()` stamps the report. Failures of either are
     raised as the same PreflightErrors `amlwh run` words them with."""
+    async with credential_for(settings) as credential:
+        return await _read_status(settings, now_s, credential)
+
+
+async def _read_status(settings: Settings, now_s, credential) -> StatusReport:
     eh = settings.eventhub
     hub = eventhub_name(eh)
-    client, store = probe_clients(eh, settings.checkpoint)  # a missing setting before any dialling
+    client, store = probe_clients(eh, settings.checkpoint, credential)  # a missing setting before any dialling
     await reach_hub(eh)
     try:
         namespace, ids, props = await asyncio.wait_for(_read_hub(client), TIMEOUT_S)

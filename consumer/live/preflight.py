@@ -26,6 +26,7 @@ from pathlib import Path
 from consumer.config import Settings
 from consumer.errors import WarehouseUnwritable
 from consumer.eventhub.clients import client_namespace, eventhub_name
+from consumer.eventhub.identity import credential_for
 from consumer.eventhub.probes import (
     TIMEOUT_S,
     hub_error,
@@ -115,10 +116,11 @@ def check_warehouse(path: Path) -> None:
 async def preflight(settings: Settings) -> None:
     """All five checks, in order; the first failure raises. Both clients are built first,
     so a missing setting is a configuration error before anything is dialled."""
-    client, store = probe_clients(settings.eventhub, settings.checkpoint)
-    with _quiet_sdk():
-        namespace = await check_hub(settings, client)
-        await check_checkpoints(settings, store, namespace)
+    async with credential_for(settings) as credential:
+        client, store = probe_clients(settings.eventhub, settings.checkpoint, credential)
+        with _quiet_sdk():
+            namespace = await check_hub(settings, client)
+            await check_checkpoints(settings, store, namespace)
     check_warehouse(settings.warehouse.path)
     log.debug("preflight: hub, consumer group, checkpoint container and warehouse are ready")
 

@@ -38,6 +38,7 @@ from consumer.eventhub.clients import (
     eventhub_name,
     starting_position,
 )
+from consumer.eventhub.identity import build_credential, close_credential
 from consumer.live.compaction_timer import BackgroundCompaction
 from consumer.live.flush_cycle import Claim, FlushCycle
 from consumer.live.lag import Position
@@ -351,9 +352,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        store = checkpoint_store(self.settings.checkpoint)
+        credential = build_credential(self.settings)  # one Azure AD identity for hub and store, or None
+        store = checkpoint_store(self.settings.checkpoint, credential)
         client = consumer_client(
-            eh, checkpoint_store=store, load_balancing_strategy=eh.load_balancing_strategy,
+            eh, credential, checkpoint_store=store, load_balancing_strategy=eh.load_balancing_strategy,
             load_balancing_interval=eh.load_balancing_interval_s,
             partition_ownership_expiration_interval=eh.ownership_expiration_s)
         self.last_activity_us = mono_us()
@@ -371,6 +373,7 @@ class Worker:
             self._decoder.shutdown(wait=True)
             self._committer.shutdown(wait=True)
             shutil.rmtree(self.sink.root / SPILL_DIR / self._instance, ignore_errors=True)
+            await close_credential(credential)
         if self.fatal is not None:
             raise self.fatal
         return 0
