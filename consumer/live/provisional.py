@@ -30,8 +30,8 @@ import logging
 import os
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -129,7 +129,8 @@ class ProvisionalFiles:
                     alive.append(path)
                 except FileNotFoundError:
                     log.warning("provisional file %s was swept by another worker (this one stalled "
-                                "over %.0fs); its events show again once committed", path, self.stale_s)
+                                "over %.0fs); its events show again once committed", path, self.stale_s,
+                                extra={"file": str(path)})
             self._live[version] = (alive, left)
 
     def next_deletion_at(self) -> float | None:

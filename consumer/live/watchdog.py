@@ -141,12 +141,12 @@ class PartitionMonitor:
     worker's, read only), `store` (the checkpoint store, to learn where a claim started),
     `busy(pid)` (the worker is still handling a batch of it: not the hub's fault),
     `before_recovery()` (flush and checkpoint; False when the worker is stopping or failed,
-    and nothing may be recovered) and `on_unrecoverable(what)`."""
+    and nothing may be recovered) and `on_unrecoverable(what, partition=...)`."""
 
     def __init__(self, client: Any, claims: dict, store: Any, metrics_settings: MetricsSettings,
                  watchdog: WatchdogSettings, metrics: WorkerMetrics, *, hub: str, consumer_group: str,
                  busy: Callable[[str], bool], before_recovery: Callable[[], Awaitable[bool]],
-                 on_unrecoverable: Callable[[str], None]) -> None:
+                 on_unrecoverable: Callable[..., None]) -> None:
         self.client = client
         self.claims = claims
         self.store = store
@@ -181,7 +181,8 @@ class PartitionMonitor:
                 props = await asyncio.wait_for(self.client.get_partition_properties(pid), POLL_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - a failed poll only delays the lag figures
                 self.metrics.error("lag_poll")
-                log.debug("partition %s: properties not read (%s: %s)", pid, type(exc).__name__, exc)
+                log.debug("partition %s: properties not read (%s: %s)", pid, type(exc).__name__, exc,
+                          extra={"partition": pid})
                 return
         position = enqueued_position(props, sequence_key="last_enqueued_sequence_number",
                                      time_key="last_enqueued_time_utc")
@@ -230,4 +231,4 @@ class PartitionMonitor:
                 continue  # closed meanwhile: its receiver is gone already
             if not await reattach_partition(self.client, pid):
                 self.on_unrecoverable(f"partition {pid} stalled and this azure-eventhub version offers no "
-                                      "way to re-attach one partition: restart the worker")
+                                      "way to re-attach one partition: restart the worker", partition=pid)

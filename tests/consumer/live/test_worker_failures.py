@@ -28,8 +28,10 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.amqp import AmqpAnnotatedMessage
 
+import consumer.live.batch_intake as batch_intake_module
 import consumer.live.worker as worker_module
 from consumer.errors import WarehouseWriteError
+from consumer.live.batch_intake import BatchIntake
 from consumer.live.partition import PartitionPipeline
 from consumer.live.provisional import PROVISIONAL_TABLES, ProvisionalFiles
 from consumer.query.connection import connect
@@ -123,7 +125,7 @@ async def test_a_batch_that_fails_in_processing_stops_the_worker_without_checkpo
         local_hub, hub1, settings_for, cp, monkeypatch, caplog):
     """An exception inside `_process` (here the body reader) is not left to the SDK, which would
     go on with the next batch and checkpoint past this one: the worker stops."""
-    real_body = worker_module.event_body
+    real_body = batch_intake_module.event_body
 
     def reading(event):
         body = real_body(event)
@@ -131,7 +133,7 @@ async def test_a_batch_that_fails_in_processing_stops_the_worker_without_checkpo
             raise Boom("cannot read the body")
         return body
 
-    monkeypatch.setattr(worker_module, "event_body", reading)
+    monkeypatch.setattr(batch_intake_module, "event_body", reading)
     caplog.set_level(logging.INFO, logger="amlwh")
     _, outcome = await run_into_the_poisoned_batch(local_hub, hub1, settings_for(), cp)
     assert isinstance(outcome, Boom), outcome
@@ -263,7 +265,7 @@ async def test_a_failing_receive_task_is_raised_by_run_after_a_graceful_flush(
 
 
 async def test_backpressure_holds_batches_back_while_the_sink_is_full_until_a_flush_drains_it(
-        local_hub, hub1, settings_for, tmp_path):
+        local_hub, hub1, settings_for, tmp_path, monkeypatch):
     """A commit stuck in the writer thread (a slow disk) while rows keep landing: once the sink
     holds 2 x max_rows rows, on_event_batch hands no more batches to the decode thread (the SDK
     waits on the callback, so it stops receiving too); the commit finishing lets a flush drain
@@ -277,7 +279,7 @@ async def test_backpressure_holds_batches_back_while_the_sink_is_full_until_a_fl
 
     async with InProcessWorker(settings_for(writer={"max_rows": max_rows}, eventhub={"max_batch_size": 5})) as w:
         worker, sink = w.worker, w.worker.sink
-        real_commit, real_batch, real_decode = sink.commit, worker.on_event_batch, worker._decode
+        real_commit, real_batch, real_decode = sink.commit, BatchIntake.on_event_batch, BatchIntake._decode
 
         def slow_commit(batch):
             if batch.tables and not finish_commit.is_set():
@@ -285,10 +287,10 @@ async def test_backpressure_holds_batches_back_while_the_sink_is_full_until_a_fl
                 finish_commit.wait(60)
             return real_commit(batch)
 
-        async def on_event_batch(context, events):
+        async def on_event_batch(intake, context, events):
             entered.append(len(events))
             try:
-                await real_batch(context, events)
+                await real_batch(intake, context, events)
             finally:
                 returned.append(len(events))
 
@@ -296,7 +298,9 @@ async def test_backpressure_holds_batches_back_while_the_sink_is_full_until_a_fl
             decoded.append(len(messages))
             return real_decode(pipeline, messages, now_us, ingested_us)
 
-        sink.commit, worker.on_event_batch, worker._decode = slow_commit, on_event_batch, decode
+        sink.commit = slow_commit  # the SDK callback and the decode step: patched before run() starts
+        monkeypatch.setattr(BatchIntake, "on_event_batch", on_event_batch)
+        monkeypatch.setattr(BatchIntake, "_decode", staticmethod(decode))
         try:
             await wait_until(lambda: w.claimed() == {"0"}, 30, "partition 0 claimed", task=w.task)
             await send_events(local_hub.connection_string(hub1), bodies("e-", total), partition_id="0")
