@@ -38,11 +38,29 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _warehouse_path(args: argparse.Namespace) -> Path:
+def _warehouse_path(args: argparse.Namespace, *, remote: bool = False):
     """[warehouse] path without the settings models. When the [warehouse] inputs are not
-    plainly valid, the models validate them and word the mistake as for every command."""
+    plainly valid, the models validate them and word the mistake as for every command.
+    A Blob Storage URL needs the models (its credentials): with `remote`, the
+    RemoteWarehouse it names; otherwise a ConfigError (not supported yet)."""
     path = plain_warehouse_path(_config_path(args), required=args.config is not None)
-    return path if path is not None else _settings(args).warehouse.path
+    if path is not None:
+        return path
+    settings = _settings(args)
+    if remote and settings.warehouse.remote:
+        return _remote_warehouse(settings)
+    return settings.warehouse.local_path
+
+
+def _remote_warehouse(settings: Settings):
+    from consumer.config_file import user_cache_dir
+    from consumer.storage.remote import open_remote
+
+    w = settings.warehouse
+    secret = w.connection_string.get_secret_value() if w.connection_string is not None else None
+    return open_remote(w.path, connection_string=secret, account_url=w.account_url,
+                       client_id=settings.identity.client_id, cache_dir=w.cache_dir or user_cache_dir(),
+                       connection_verify=w.connection_verify)
 
 
 def _rules(settings: Settings):
@@ -55,7 +73,7 @@ def _warehouse(settings: Settings):
     from consumer.storage.warehouse import ParquetWarehouse
 
     return ParquetWarehouse(
-        settings.warehouse.path, compression=settings.warehouse.compression, now_us=wall_us)
+        settings.warehouse.local_path, compression=settings.warehouse.compression, now_us=wall_us)
 
 
 def cmd_backfill_files(args: argparse.Namespace) -> int:
@@ -104,9 +122,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from consumer.live.preflight import run_preflight
     from consumer.live.worker import Worker
 
+    warehouse = _warehouse(settings)  # a remote path is refused before anything is dialled
     run_preflight(settings)  # a wrong port, key, group, container or path: said now, in seconds
     tune_live_worker()  # process-wide: here at the entry point, not in the Worker object
-    worker = Worker(settings, _warehouse(settings), _rules(settings),
+    worker = Worker(settings, warehouse, _rules(settings),
                     stop_when_idle_s=args.stop_when_idle)
     return asyncio.run(worker.run())
 
@@ -144,12 +163,19 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    warehouse = _warehouse_path(args)
-    from consumer.query.connection import query_warehouse
+    warehouse = _warehouse_path(args, remote=True)
     from consumer.query.formats import format_csv, format_json, format_table
 
     tune_short_command()
-    columns, rows = query_warehouse(warehouse, args.sql)
+    if isinstance(warehouse, Path):
+        from consumer.query.connection import query_warehouse
+
+        columns, rows = query_warehouse(warehouse, args.sql)
+    else:
+        from consumer.query.remote import query_remote
+
+        with warehouse:
+            columns, rows = query_remote(warehouse, args.sql)
     formatter = {"table": format_table, "csv": format_csv, "json": format_json}[args.format]
     sys.stdout.write(formatter(columns, rows).rstrip("\n") + "\n")
     return 0
@@ -160,7 +186,7 @@ def _compact(settings: Settings, *, quiet: bool, **options) -> int:
     from consumer.maintenance.compaction import compact
 
     c = settings.compaction
-    report = compact(settings.warehouse.path, now_s=wall_s, grace_s=c.grace_s,
+    report = compact(settings.warehouse.local_path, now_s=wall_s, grace_s=c.grace_s,
                      compression=settings.warehouse.compression, memory_limit=c.memory_limit, **options)
     if report.busy:
         print(f"amlwh: another compaction of {settings.warehouse.path} is running; nothing done",
@@ -197,15 +223,21 @@ def cmd_rebuild_state(args: argparse.Namespace) -> int:
 
 
 def cmd_views(args: argparse.Namespace) -> int:
-    warehouse = _warehouse_path(args)
+    warehouse = _warehouse_path(args, remote=True)
     from consumer.query.connection import connect, describe_views
 
     tune_short_command()
-    con = connect(warehouse)
-    try:
-        described = describe_views(con)
-    finally:
-        con.close()
+    if isinstance(warehouse, Path):
+        con = connect(warehouse)
+        try:
+            described = describe_views(con)
+        finally:
+            con.close()
+    else:
+        from consumer.query.remote import describe_remote
+
+        with warehouse:
+            described = describe_remote(warehouse)
     for schema, name, columns in described:
         if schema == "store" and not args.all:
             continue

@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from consumer.config_file import COMPRESSIONS, DEFAULT_WAREHOUSE, ENV_PREFIX, read_config_file
+from consumer.config_file import COMPRESSIONS, DEFAULT_WAREHOUSE, ENV_PREFIX, is_remote_path, read_config_file
 from consumer.errors import ConfigError
 from transforms.records import AML_EVENT_TYPES
 
@@ -32,8 +32,37 @@ _SECTION = ConfigDict(extra="forbid", frozen=True)
 
 class WarehouseSettings(BaseModel):
     model_config = _SECTION
-    path: Path = DEFAULT_WAREHOUSE
+    # a local folder, or a Blob Storage / ADLS Gen2 URL (abfs://container/prefix, az://...),
+    # which only `query` and `views` read for now. A string, as Path would fold a URL's "//".
+    path: str = str(DEFAULT_WAREHOUSE)
     compression: Literal[COMPRESSIONS] = "zstd"
+    # a remote warehouse's credentials, named as [checkpoint]'s: a connection string (an
+    # account key or a SAS), else account_url with an Azure AD token ([identity])
+    connection_string: SecretStr | None = None
+    account_url: str | None = None
+    connection_verify: str | None = None  # CA bundle (PEM) for the storage account's TLS certificate
+    cache_dir: Path | None = None  # where a remote warehouse's files are kept; default per user
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, Path) else value  # a Path given in code
+
+    @property
+    def remote(self) -> bool:
+        return is_remote_path(self.path)
+
+    @property
+    def local_path(self) -> Path:
+        """The warehouse folder of a command that writes (or reads files directly)."""
+        if self.remote:
+            raise ConfigError(
+                f"[warehouse] path is {self.path}, a Blob Storage URL: only `amlwh query` and "
+                "`amlwh views` read a remote warehouse; writing to one (run, backfill, compact, "
+                "rebuild-state) and `report` are not supported yet. Set [warehouse] path "
+                "(AMLWH_WAREHOUSE__PATH) to a local folder, and copy it to Blob Storage "
+                "afterwards (azcopy sync) if readers need it there.")
+        return Path(self.path)
 
 
 class FilterSettings(BaseModel):
@@ -101,8 +130,8 @@ class CheckpointSettings(BaseModel):
 
 
 class IdentitySettings(BaseModel):
-    """The Azure AD identity used with [eventhub] fully_qualified_namespace and [checkpoint]
-    account_url: DefaultAzureCredential (environment, workload identity, managed identity,
+    """The Azure AD identity used with [eventhub] fully_qualified_namespace, [checkpoint]
+    account_url and [warehouse] account_url: DefaultAzureCredential (environment, workload identity, managed identity,
     Azure CLI, ...). client_id picks a user-assigned managed (or workload) identity; unset,
     AZURE_CLIENT_ID does, else the system-assigned one."""
 

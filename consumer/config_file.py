@@ -21,6 +21,19 @@ SECTIONS = ("warehouse", "filter", "backfill", "eventhub", "checkpoint", "identi
             "metrics", "watchdog", "compaction", "logging")
 COMPRESSIONS = ("zstd", "snappy", "gzip", "none")
 DEFAULT_WAREHOUSE = Path("./warehouse")
+# [warehouse] path in Blob Storage / ADLS Gen2 (read-only for now: consumer/storage/remote.py)
+REMOTE_SCHEMES = ("abfs://", "abfss://", "az://")
+
+
+def is_remote_path(text: str) -> bool:
+    return text.lower().startswith(REMOTE_SCHEMES)
+
+
+def user_cache_dir() -> Path:
+    """Where a remote warehouse's files are cached unless [warehouse] cache_dir says: the XDG
+    cache folder (~/.cache by default), amlwh/ under it."""
+    base = environ.get("XDG_CACHE_HOME") or ""
+    return (Path(base) if Path(base).is_absolute() else Path.home() / ".cache") / "amlwh"
 
 
 def read_config_file(path: Path | None, *, required: bool) -> tuple[Path | None, dict[str, Any]]:
@@ -67,4 +80,6 @@ def plain_warehouse_path(path: Path | None, *, required: bool) -> Path | None:
         return None
     if not isinstance(values.get("path", ""), str) or values.get("compression", "zstd") not in COMPRESSIONS:
         return None
+    if is_remote_path(values.get("path", "")):
+        return None  # a remote warehouse: its credentials and cache are read with the models
     return Path(values["path"]) if "path" in values else DEFAULT_WAREHOUSE

@@ -71,3 +71,11 @@ class CheckpointStoreError(PreflightError):
 
 class WarehouseUnwritable(PreflightError):
     """[warehouse] path cannot be created or written."""
+
+
+class RemoteWarehouseError(AmlwhError):
+    """A warehouse in Blob Storage cannot be listed or read: refused credentials, a missing
+    container, an unreachable endpoint. The message names the account and container, never
+    the key."""
+
+    label = "remote warehouse"

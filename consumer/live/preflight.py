@@ -121,7 +121,7 @@ async def preflight(settings: Settings) -> None:
         with _quiet_sdk():
             namespace = await check_hub(settings, client)
             await check_checkpoints(settings, store, namespace)
-    check_warehouse(settings.warehouse.path)
+    check_warehouse(settings.warehouse.local_path)
     log.debug("preflight: hub, consumer group, checkpoint container and warehouse are ready")
 
 

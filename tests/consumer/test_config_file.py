@@ -58,11 +58,11 @@ def check_agreement(env: dict[str, str], text: str | None, *, required: bool = F
         assert (full, settings_or_message) == ("error", value)
     elif value is not None:
         if full == "ok":
-            assert value == settings_or_message.warehouse.path
+            assert value == settings_or_message.warehouse.local_path
         else:  # a mistake in a section `query` does not read
             assert "warehouse" not in settings_or_message.lower()
-    else:  # not plainly valid: load_settings says what is wrong
-        assert full == "error"
+    else:  # not plainly valid: load_settings says what is wrong, or a remote warehouse's settings
+        assert full == "error" or settings_or_message.warehouse.remote
 
 
 ENV = {"AMLWH_WAREHOUSE__PATH": "/from/env"}
@@ -87,6 +87,8 @@ FILE = '[warehouse]\npath = "/from/file"\n'
     ({"AMLWH_WAREHOUSE__COMPRESSION": "lz4"}, None, False, None),
     ({"AMLWH_WAREHOUSE__PAHT": "x"}, None, False, None),
     ({"AMLWH_WAREHOUSE": '{"path": "/json"}'}, None, False, None),
+    ({}, '[warehouse]\npath = "abfs://data/wh/prod"\n', False, None),  # remote: read with the models
+    ({"AMLWH_WAREHOUSE__PATH": "AZ://data"}, FILE, False, None),
     ({}, None, True, "does not exist"),  # an explicit --config that is missing
     ({}, "[warehouse\npath = 1", False, "is not valid TOML"),
 ])
@@ -125,3 +127,13 @@ def test_the_plain_reader_agrees_with_load_settings_on_any_inputs(env, content, 
 
 def test_the_reader_knows_every_section_of_the_settings():
     assert set(SECTIONS) == set(Settings.model_fields)
+
+
+def test_a_remote_path_keeps_its_url_and_is_refused_where_a_folder_is_needed():
+    with tempfile.TemporaryDirectory() as folder, environment({"AMLWH_WAREHOUSE__PATH": "abfs://data//wh/prod"}):
+        warehouse = load_settings(Path(folder) / "none.toml").warehouse
+    assert warehouse.remote and warehouse.path == "abfs://data//wh/prod"
+    with pytest.raises(ConfigError, match="only `amlwh query` and `amlwh views` read a remote warehouse"):
+        warehouse.local_path
+    with environment({}):
+        assert load_settings(None).warehouse.local_path == Path("warehouse")
