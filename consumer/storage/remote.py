@@ -23,6 +23,7 @@ downloads on a condition; the files are then plain local files for DuckDB.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -49,6 +50,8 @@ WORKERS = 8  # parallel downloads: each mostly waits on the network, without the
 CLIENT_OPTIONS = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1,
                   "connection_timeout": 10}
 STORAGE_SCOPE = "https://storage.azure.com/.default"
+# a full disk, a quota, a read-only or forbidden folder: said as the cache's, wherever they arise
+_CACHE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,15 @@ class RemoteWarehouse:
         for attempt in range(_ATTEMPTS):
             started = mono_s()
             listed = self.listing()
-            pruned = self.cache.prune(listed.values(), wall_s())
-            snapshot = self.last = Snapshot(listed, self.cache, self._download, WORKERS)
+            try:
+                pruned = self.cache.prune(listed.values(), wall_s())
+                snapshot = self.last = Snapshot(listed, self.cache, self._download, WORKERS)
+            except OSError as exc:
+                raise self._cache_error(exc) from None
             try:
                 return work(snapshot)
+            except OSError as exc:
+                raise self._cache_error(exc) from None
             except BlobGone as exc:
                 if attempt == _ATTEMPTS - 1:
                     raise RemoteWarehouseError(
@@ -172,6 +180,16 @@ class RemoteWarehouse:
                           len(snapshot.files_read), snapshot.downloaded, snapshot.downloaded_bytes, pruned,
                           mono_s() - started)
         raise AssertionError("unreachable")
+
+    def _cache_error(self, exc: OSError) -> Exception:
+        """A failure to write the cache as the operator's error; any other OSError as it is."""
+        root, name = str(self.cache.root), str(exc.filename or "")
+        if exc.errno not in _CACHE_ERRNOS and not (name and (name.startswith(root) or root.startswith(name))):
+            return exc  # not about the cache's folder, its files or its parents
+        return RemoteWarehouseError(
+            f"cannot keep files in the cache at {self.cache.root}: {exc.strerror or exc}. Set "
+            "[warehouse] cache_dir (AMLWH_WAREHOUSE__CACHE_DIR) to a folder this user can write, "
+            "with room for the tables queried")
 
     def _download(self, file: RemoteFile, out: BinaryIO) -> None:
         from azure.core import MatchConditions

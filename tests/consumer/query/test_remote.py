@@ -252,6 +252,13 @@ def test_a_wrong_key_or_container_is_an_operator_error_without_the_secret(mirror
     assert proc.returncode == 1
     assert "cannot reach the Blob Storage endpoint 127.0.0.1:" in proc.stderr and "Connection refused" in proc.stderr
 
+    not_a_folder = Path(remote_env["AMLWH_WAREHOUSE__CACHE_DIR"]).parent / "a-file"
+    not_a_folder.write_text("")
+    proc = run_cli(dict(remote_env, AMLWH_WAREHOUSE__CACHE_DIR=str(not_a_folder)), "query", "SELECT count(*) FROM runs")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"amlwh: remote warehouse: cannot keep files in the cache at {not_a_folder}/")
+    assert "AMLWH_WAREHOUSE__CACHE_DIR" in proc.stderr
+
     env = dict(remote_env, AMLWH_WAREHOUSE__CONNECTION_STRING="not a connection string")
     proc = run_cli(env, "query", "SELECT 1")
     assert proc.returncode == 2 and "is not a storage account connection string" in proc.stderr
