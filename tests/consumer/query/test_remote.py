@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,9 +20,9 @@ from consumer.cli import main
 from consumer.errors import ConfigError
 from consumer.live.provisional import ProvisionalFiles
 from consumer.maintenance.compaction import compact
-from consumer.query.connection import query_warehouse
-from consumer.query.remote import query_remote, table_of
-from consumer.storage.blob_cache import BlobCache, BlobGone, RemoteFile
+from consumer.query.connection import query_warehouse, read_warehouse, run_query
+from consumer.query.remote import fetch_needed, query_remote, table_of
+from consumer.storage.blob_cache import BlobCache, BlobGone, RemoteFile, Snapshot
 from consumer.storage.remote import open_remote, parse_url
 from consumer.storage.schema import table_ddl
 from devstack.azurite import ACCOUNT, ACCOUNT_KEY
@@ -193,6 +194,49 @@ def test_files_compacted_away_or_written_again_are_never_read_from_the_cache(mir
             assert query_remote(remote, sql) == query_warehouse(mirror, sql)
             assert remote.last.downloaded == 1
         assert sizes[0] == sizes[1]
+
+
+def test_files_deleted_or_replaced_after_the_listing_make_the_query_list_again(mirror, remote_env, container):
+    sql = "SELECT * FROM " + " UNION ALL SELECT * FROM ".join(
+        f"(SELECT '{t}' AS t, count(*) AS n, count(DISTINCT {key}) AS e FROM {t})"
+        for t, key in (("store.run_events", "event_id"), ("store.raw_events", "event_id"), ("runs", "run_id")))
+    listings = []
+
+    def work(snapshot: Snapshot, change) -> list:
+        listings.append(snapshot.listed)
+        if len(listings) == 1:
+            change()  # between the listing and the downloads
+        fetch_needed(snapshot, None)
+        return sorted(read_warehouse(snapshot.root, lambda con: run_query(con, sql))[1])
+
+    def compaction() -> None:
+        store_copies(mirror, runs(8, 12, 3), 4)
+        compact(mirror, now_s=lambda: 2e9, grace_s=0)
+        sync(mirror, container)
+
+    with open_for(remote_env) as remote:  # a cold cache: every listed file is downloaded
+        assert remote.read(lambda snapshot: work(snapshot, compaction)) == sorted(query_warehouse(mirror, sql)[1])
+        assert len(listings) == 2 and set(listings[0]) - set(listings[1])  # files went: listed again
+
+        listings.clear()
+        name, path = next((n, p) for n, p in local_files(mirror).items() if n.startswith("run_events/"))
+
+        def write(rows) -> None:  # no compression, dictionary or statistics: same lengths, same size
+            pq.write_table(rows, path, compression="none", use_dictionary=False, write_statistics=False)
+            container.upload_blob(f"{PREFIX}/{name}", path.read_bytes(), overwrite=True)
+
+        rows = pq.ParquetFile(path).read()
+        write(rows)
+        size = path.stat().st_size
+
+        def rewrite() -> None:  # the same name and size, other bytes: only the ETag condition notices
+            write(rows.set_column(rows.schema.get_field_index("event_id"), "event_id", pa.array(
+                [event_id[:-1] + ("x" if event_id[-1] != "x" else "y") for event_id in rows["event_id"].to_pylist()])))
+            assert path.stat().st_size == size
+
+        shutil.rmtree(remote.cache.root)  # cold again, so the file is downloaded after the change
+        assert remote.read(lambda snapshot: work(snapshot, rewrite)) == sorted(query_warehouse(mirror, sql)[1])
+        assert len(listings) == 2 and listings[0][name].etag != listings[1][name].etag
 
 
 def test_concurrent_queries_share_a_cold_cache(mirror, remote_env):
