@@ -364,3 +364,32 @@ def test_urls_name_the_container_prefix_and_account(url, container, prefix, acco
 def test_a_url_that_names_no_container_is_a_config_error(url):
     with pytest.raises(ConfigError, match="is not a Blob Storage URL"):
         parse_url(url)
+
+
+def test_an_entry_pruned_by_another_query_is_downloaded_again_and_links_outlive_pruning(tmp_path):
+    cache = BlobCache(tmp_path / "cache")
+    file = RemoteFile("model_registrations/event_date=2025-01-01/part-1.parquet", 10, '"0x1"')
+    downloads = []
+
+    def download(listed: RemoteFile, out) -> None:
+        downloads.append(listed.path)
+        out.write(b"0123456789")
+
+    cache.store(file, download)
+    snapshot = Snapshot({file.path: file}, cache, download, workers=2)
+    held = cache.holds
+
+    def held_then_pruned(listed: RemoteFile) -> bool:  # another query prunes it right after the check
+        answer = held(listed)
+        cache.prune([], now_s=0)
+        return answer
+
+    cache.holds = held_then_pruned
+    snapshot.fetch([file.path])
+    linked = snapshot.root / file.path
+    assert linked.read_bytes() == b"0123456789" and snapshot.downloaded == 1 and len(downloads) == 2
+
+    cache.prune([], now_s=0)  # the entry goes; the query's own link still reads
+    assert not cache.entry(file).exists() and linked.read_bytes() == b"0123456789"
+    snapshot.close()
+    assert not snapshot.root.exists()
