@@ -10,6 +10,7 @@ import shutil
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -267,6 +268,10 @@ def test_a_sas_connection_string_reads_the_warehouse(mirror, remote_env, azurite
                                                                f"SharedAccessSignature={sas}")
     remote, local = query_both(monkeypatch, capsys, env, mirror, "SELECT * FROM runs")
     assert remote == local and local
+    signature = dict(part.split("=", 1) for part in sas.split("&"))["sig"]
+    proc = run_cli(env, "-v", "query", "SELECT count(*) FROM models")  # debug logs: every request
+    assert proc.returncode == 0 and "amlwh.remote" in proc.stderr and "GET" in proc.stderr
+    assert signature not in proc.stderr and signature not in unquote(proc.stderr)
 
 
 def run_cli(env: dict[str, str], *args: str):
