@@ -20,7 +20,7 @@ from transforms.fastpath import _Lines, decode_lines
 from transforms.records import AML_EVENT_TYPES, RUN_COMPLETED, stable_key
 
 OTHER_WS = WS.replace("prod-ws", "dev-ws")
-PROPS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _eventgrid(event_type: str, data: dict, **over) -> dict:

@@ -24,7 +24,7 @@ from transforms.records import RUN_COMPLETED, RUN_STATUS_CHANGED
 from transforms.rows import _first, _json
 
 scan_runs = fastpath.scan_runs
-PROPS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RUN_KEYS = ("runId", "experimentId", "experimentName", "runType", "runStatus")
 
 
@@ -174,7 +174,7 @@ def test_every_value_of_a_line_it_takes_is_orjsons(line):
         _oracle(line, taken)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bodies=st.lists(lines(), min_size=1, max_size=4),
        rules=st.sampled_from([DecodeRules(), DecodeRules.build([WS], [RUN_STATUS_CHANGED])]))
 def test_lines_it_takes_give_the_general_decoders_rows(bodies, rules):
