@@ -137,3 +137,35 @@ def test_a_malformed_connection_string_is_a_configuration_error_before_anything_
     assert proc.returncode == 2, output
     assert f"configuration error: [{section}] connection_string ({variable}): Connection string" in output, output
     assert "Traceback" not in output and SAS_KEY not in output, output
+
+
+def test_an_sdk_without_the_receiver_the_group_check_drives_skips_it_with_a_warning(caplog):
+    """The consumer-group probe drives azure-eventhub's own receiver (probes.py says why); a
+    version without it must cost the check, not the start."""
+    import asyncio
+
+    from consumer.config import EventHubSettings
+    from consumer.eventhub.probes import probe_consumer_group
+
+    class OtherSdkClient:  # a consumer client of an SDK version without `_create_consumer`
+        pass
+
+    class OtherSdkReceiver:  # one whose receiver lacks the methods the probe drives
+        async def close(self) -> None:
+            self.closed = True
+
+    class ClientWithOtherReceiver:
+        def __init__(self) -> None:
+            self.receiver = OtherSdkReceiver()
+
+        def _create_consumer(self, *args, **kwargs):
+            return self.receiver
+
+    settings = EventHubSettings(consumer_group="analytics")
+    with caplog.at_level("WARNING", logger="amlwh.preflight"):
+        asyncio.run(probe_consumer_group(OtherSdkClient(), settings, "hub", "0"))
+        other = ClientWithOtherReceiver()
+        asyncio.run(probe_consumer_group(other, settings, "hub", "0"))
+    warnings = [r for r in caplog.records if "consumer group 'analytics' not checked" in r.getMessage()]
+    assert len(warnings) == 2
+    assert other.receiver.closed
