@@ -24,7 +24,6 @@ import compileall
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -32,17 +31,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import OUT, ROOT, child_env, machine, md_table, median, print_preamble, versions  # noqa: E402
-from bench.launch import launcher_argv, read_report  # noqa: E402
+from bench.launch import run_launched  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict, report: Path) -> float:
-    report.unlink(missing_ok=True)
-    start = time.time()
-    done = subprocess.run(launcher_argv(report, cmd), env=env, cwd=ROOT, capture_output=True)
-    result = read_report(report, start)
-    if result["rc"] != 0:
-        raise SystemExit(f"{cmd} failed ({result['rc']}): {done.stderr.decode()[-600:]}")
-    return result["wall_s"]
+    return run_launched(cmd, env, report)["wall_s"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ if __package__ in (None, ""):
 
 from bench.backfill_input import dataset  # noqa: E402
 from bench.common import OUT, ROOT, child_env, machine, md_table, median, print_preamble, settle, versions  # noqa: E402
-from bench.launch import launcher_argv, read_report  # noqa: E402
+from bench.launch import run_launched  # noqa: E402
 
 AMLWH = [sys.executable, "-m", "consumer"]
 
@@ -61,14 +61,7 @@ def baseline_cmd(warehouse: Path) -> list[str]:
 
 def launched(cmd: list[str], env: dict, work: Path) -> dict:
     """Run `cmd` to its end under the launcher; its report (wall_s, maxrss_kib, rc)."""
-    report = work / "launch.json"
-    report.unlink(missing_ok=True)
-    start = time.time()
-    done = subprocess.run(launcher_argv(report, cmd), env=env, cwd=ROOT, capture_output=True)
-    result = read_report(report, start)
-    if result["rc"] != 0:
-        raise SystemExit(f"{cmd[-1][:80]} failed ({result['rc']}): {done.stderr.decode()[-800:]}")
-    return result
+    return run_launched(cmd, env, work / "launch.json")
 
 
 def recent_events(path: Path, events: int) -> Path:

@@ -71,6 +71,18 @@ def read_report(report: Path, start: float) -> dict:
                 "cpu_s": float("nan")}
 
 
+def run_launched(cmd: list[str], env: dict, report: Path, cwd: Path = ROOT) -> dict:
+    """Run `cmd` to its end under the launcher; its report. A failure ends the benchmark
+    with the command and the tail of its stderr."""
+    report.unlink(missing_ok=True)
+    start = time.time()
+    done = subprocess.run(launcher_argv(report, cmd), env=env, cwd=cwd, capture_output=True, check=False)
+    result = read_report(report, start)
+    if result["rc"] != 0:
+        raise SystemExit(f"{' '.join(cmd)[-120:]} failed ({result['rc']}): {done.stderr.decode()[-800:]}")
+    return result
+
+
 def _children(pid: int) -> list[int]:
     out = []
     try:
