@@ -15,6 +15,7 @@ Stages, each a package; imports go one way (tests/test_layout.py holds them to i
 - eventhub/  SDK clients, the blob checkpoint store, `amlwh publish`
 - query/     read-side DuckDB connections and result formats
 
-At the root: cli.py, config.py (the one settings object), errors.py (the one error root),
+At the root: cli.py (the parser, errors to exit codes), commands.py (what each command
+does), config.py (the one settings object), errors.py (the one error root),
 clock.py (every clock read) and tuning.py (every process-wide knob).
 """

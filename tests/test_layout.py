@@ -138,6 +138,7 @@ ALLOWED = {
     "consumer.live": {"consumer.live", "consumer.storage", "consumer.eventhub", "consumer.clock",
                       "consumer.config", "consumer.errors", "consumer.tuning", "transforms"},
     "consumer.cli": {"consumer", "transforms"},
+    "consumer.commands": {"consumer", "transforms"},
     "consumer.__main__": {"consumer.cli"},
     "consumer": set(),
     "devstack": {"devstack"},

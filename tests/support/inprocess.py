@@ -37,7 +37,7 @@ def live_settings(local_hub, hub: str, azurite, container: str, warehouse: Path,
 
 
 def build_worker(settings: Settings, *, stop_when_idle_s: float | None = None) -> Worker:
-    """A Worker with the sink and rules `amlwh run` gives it (consumer/cli.py)."""
+    """A Worker with the sink and rules `amlwh run` gives it (consumer/commands.py)."""
     sink = ParquetWarehouse(settings.warehouse.local_path, compression=settings.warehouse.compression, now_us=wall_us)
     rules = DecodeRules.build(list(settings.filter.workspaces), list(settings.filter.event_types))
     return Worker(settings, sink, rules, stop_when_idle_s=stop_when_idle_s)
