@@ -33,7 +33,8 @@ _SECTION = ConfigDict(extra="forbid", frozen=True)
 class WarehouseSettings(BaseModel):
     model_config = _SECTION
     # a local folder, or a Blob Storage / ADLS Gen2 URL (abfs://container/prefix, az://...),
-    # which only `query` and `views` read for now. A string, as Path would fold a URL's "//".
+    # which run, backfill, query and views use; compact and report need a local folder for
+    # now. A string, as Path would fold a URL's "//".
     path: str = str(DEFAULT_WAREHOUSE)
     compression: Literal[COMPRESSIONS] = "zstd"
     # a remote warehouse's credentials, named as [checkpoint]'s: a connection string (an
@@ -42,6 +43,10 @@ class WarehouseSettings(BaseModel):
     account_url: str | None = None
     connection_verify: str | None = None  # CA bundle (PEM) for the storage account's TLS certificate
     cache_dir: Path | None = None  # where a remote warehouse's files are kept; default per user
+    # where a writer to a remote warehouse stages its commits, spill and scratch: a folder of
+    # its own is made inside (default: the system's temporary folder) and removed at exit
+    work_dir: Path | None = None
+    upload_patience_s: float = Field(default=300.0, gt=0)  # a commit rides out Blob outages this long
 
     @field_validator("path", mode="before")
     @classmethod
@@ -57,11 +62,10 @@ class WarehouseSettings(BaseModel):
         """The warehouse folder of a command that writes (or reads files directly)."""
         if self.remote:
             raise ConfigError(
-                f"[warehouse] path is {self.path}, a Blob Storage URL: only `amlwh query` and "
-                "`amlwh views` read a remote warehouse; writing to one (run, backfill, compact, "
-                "rebuild-state) and `report` are not supported yet. Set [warehouse] path "
-                "(AMLWH_WAREHOUSE__PATH) to a local folder, and copy it to Blob Storage "
-                "afterwards (azcopy sync) if readers need it there.")
+                f"[warehouse] path is {self.path}, a Blob Storage URL: `run`, `backfill`, `query` "
+                "and `views` work on a remote warehouse; `compact`, `rebuild-state` and `report` "
+                "do not yet. Run them on a local copy (azcopy sync) or point [warehouse] path "
+                "(AMLWH_WAREHOUSE__PATH) at a local folder.")
         return Path(self.path)
 
 

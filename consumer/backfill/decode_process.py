@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from consumer.backfill.chunks import DecodedChunk, decode_chunk
-from consumer.errors import BackfillInputError
+from consumer.errors import BackfillInputError, WarehouseWriteError
 from consumer.storage.arrow import OWNER_COLUMN, ArrowBatch
 from consumer.storage.key_index import SELF_KEYED, key_columns
 from consumer.storage.warehouse import COMMIT_ORDER, FlushStats, ParquetWarehouse
@@ -53,11 +53,13 @@ def chunk_keys(chunk: int, decoded: DecodedChunk) -> ChunkKeys:
                      sum(t.num_rows for t in batch.tables.values()))
 
 
-def process_main(conn, root: str, compression: str, row_group_size: int) -> None:
+def process_main(conn, root: str, compression: str, row_group_size: int, remote=None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     _die_with_parent()
     tune_decode_process()
-    warehouse = ParquetWarehouse(Path(root), compression=compression, row_group_size=row_group_size)
+    # a remote warehouse (a RemoteTarget): this process uploads what it writes itself
+    warehouse = ParquetWarehouse(Path(root), compression=compression, row_group_size=row_group_size,
+                                 remote=remote)
     held: dict[int, ArrowBatch] = {}  # decoded chunks not committed yet, by number
     while True:
         try:
@@ -84,6 +86,8 @@ def process_main(conn, root: str, compression: str, row_group_size: int) -> None
                     del held[number]
         except BackfillInputError as exc:
             reply = ("input_error", str(exc))
+        except WarehouseWriteError as exc:
+            reply = ("remote_error", str(exc))
         except OSError as exc:
             reply = ("write_error", (exc.errno, exc.strerror, exc.filename))
         except Exception:  # a bug: the parent stops with the traceback

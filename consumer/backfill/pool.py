@@ -55,7 +55,7 @@ class ShardPool:
             proc = context.Process(
                 target=process_main, daemon=True,
                 args=(child_end, str(warehouse.root), warehouse.compression,
-                      warehouse.row_group_size))
+                      warehouse.row_group_size, warehouse.remote))
             proc.start()
             child_end.close()
             self._conns.append(parent_end)
@@ -109,6 +109,8 @@ class ShardPool:
             self._answered.add(payload)
         elif got == "input_error":
             raise BackfillInputError(payload)
+        elif got == "remote_error":  # said for the operator already (storage/remote_writes.py)
+            raise WarehouseWriteError(payload)
         elif got == "write_error":
             errno_, strerror, filename = payload
             raise WarehouseWriteError(self.warehouse.explain(OSError(errno_, strerror, filename)))

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from consumer.config import Settings
-from consumer.errors import WarehouseUnwritable
+from consumer.errors import WarehouseUnwritable, WarehouseWriteError
 from consumer.eventhub.clients import client_namespace, eventhub_name
 from consumer.eventhub.identity import credential_for
 from consumer.eventhub.probes import (
@@ -113,7 +113,16 @@ def check_warehouse(path: Path) -> None:
             "permissions") from None
 
 
-async def preflight(settings: Settings) -> None:
+def check_remote_warehouse(sink) -> None:
+    """Check 5 for a warehouse in Blob Storage: its container exists or is made, and a blob
+    can be written in it."""
+    try:
+        sink.probe(TIMEOUT_S)
+    except WarehouseWriteError as exc:
+        raise WarehouseUnwritable(str(exc)) from None
+
+
+async def preflight(settings: Settings, sink=None) -> None:
     """All five checks, in order; the first failure raises. Both clients are built first,
     so a missing setting is a configuration error before anything is dialled."""
     async with credential_for(settings) as credential:
@@ -121,9 +130,13 @@ async def preflight(settings: Settings) -> None:
         with _quiet_sdk():
             namespace = await check_hub(settings, client)
             await check_checkpoints(settings, store, namespace)
-    check_warehouse(settings.warehouse.local_path)
+    if sink is not None and sink.remote is not None:
+        check_remote_warehouse(sink)
+    else:
+        check_warehouse(settings.warehouse.local_path)
     log.debug("preflight: hub, consumer group, checkpoint container and warehouse are ready")
 
 
-def run_preflight(settings: Settings) -> None:
-    asyncio.run(preflight(settings))
+def run_preflight(settings: Settings, sink=None) -> None:
+    """`sink`: the worker's warehouse, to check a remote one through its own client."""
+    asyncio.run(preflight(settings, sink))

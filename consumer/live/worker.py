@@ -109,7 +109,13 @@ class Worker:
             load_balancing_interval=eh.load_balancing_interval_s,
             partition_ownership_expiration_interval=eh.ownership_expiration_s)
         self.state.last_activity_us = mono_us()
-        if self.settings.writer.provisional:
+        remote = self.sink.remote is not None
+        if remote and (self.settings.writer.provisional or self.settings.compaction.auto):
+            # provisional files would sit in this process's work folder, where no reader
+            # looks; compaction reads and replaces local files (docs/storage.md)
+            log.info("the warehouse is remote (%s): buffered rows are not shown to readers before "
+                     "their commit, and the worker does not compact", self.sink.location)
+        if self.settings.writer.provisional and not remote:
             self.provisional = ProvisionalFiles(self.sink.root, self.settings.warehouse.compression)
         if self.settings.ordering.spill:
             sweep_spill_folders(self.sink.root)
@@ -155,7 +161,7 @@ class Worker:
                 before_recovery=self._flush_before_recovery, on_unrecoverable=self.health.unrecoverable)
             self.background.append(asyncio.create_task(monitor.run_forever()))
             compaction = None
-            if s.compaction.auto:
+            if s.compaction.auto and self.sink.remote is None:
                 compaction = BackgroundCompaction(self.sink.root, s.warehouse.compression, s.compaction,
                                                   lambda: self.cycle.commits, self._compaction_round)
                 self.background.append(asyncio.create_task(compaction.run_forever()))

@@ -12,6 +12,7 @@ This is the second layer of exactly-once; the views' dedupe is the guarantee
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -33,8 +34,12 @@ def key_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 class KeyIndex:
-    def __init__(self, root: Path) -> None:
+    """`read_keys(table, day)` reads the stored keys of a date's files; by default from the
+    local folder under `root` (a remote warehouse's: storage/remote_writes.py)."""
+
+    def __init__(self, root: Path, read_keys: Callable[[str, int], list[np.ndarray]] | None = None) -> None:
         self.root = Path(root)
+        self._read = read_keys or (lambda name, day: _read_keys(partition_dir(self.root, name, day)))
         self._stored: dict[tuple[str, int], np.ndarray] = {}
 
     def fresh_mask(self, name: str, keys: np.ndarray, days: np.ndarray, new_keys: NewKeys) -> np.ndarray:
@@ -78,7 +83,7 @@ class KeyIndex:
         cached = self._stored.get((name, day))
         if cached is not None:
             return cached
-        parts = _read_keys(partition_dir(self.root, name, day))
+        parts = self._read(name, day)
         keys = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
         self._stored[(name, day)] = keys
         return keys

@@ -29,6 +29,7 @@ from consumer.storage.durable import Publication
 from consumer.storage.key_index import SELF_KEYED, KeyIndex
 from consumer.storage.layout import partition_dir
 from consumer.storage.parquet_files import kept_by_day, write_parts
+from consumer.storage.remote_writes import RemotePublication, RemoteTarget, RemoteWriter, stored_keys_reader
 from consumer.storage.schema import PARTITION_COLUMN
 from transforms.rows import EVENT_TABLES, TABLE_COLUMNS, TableRows
 
@@ -72,8 +73,12 @@ class ParquetWarehouse:
         compression: str = "zstd",
         row_group_size: int = 128 * 1024,
         now_us: Callable[[], int] | None = None,
+        remote: RemoteTarget | None = None,
     ) -> None:
+        """`root`: the warehouse folder; with `remote`, the local folder where commits are
+        staged before their upload to it (storage/remote_writes.py)."""
         self.root = Path(root)
+        self.remote = remote
         self.compression = compression
         self.row_group_size = row_group_size
         self._now_us = now_us or wall_us
@@ -81,7 +86,9 @@ class ParquetWarehouse:
         self._owner_offsets: dict[str, list[int]] = {name: [] for name in EVENT_TABLES}
         self._pending_events = 0
         self._pending_rows = 0
-        self.keys = KeyIndex(self.root)  # what is stored already: the writer skips it
+        self._writer = RemoteWriter(remote.open(), remote.patience_s) if remote is not None else None
+        # what is stored already: the writer skips it
+        self.keys = KeyIndex(self.root, None if self._writer is None else stored_keys_reader(self.root, self._writer))
         self._swept: set[Path] = set()  # partition folders cleared of crashed commits' leftovers
 
     # -- the sink interface -------------------------------------------------
@@ -149,7 +156,24 @@ class ParquetWarehouse:
     def publication(self) -> Publication:
         """An empty set of files to stage and publish together (storage/durable.py); use
         it as a context manager so an error discards what it staged."""
+        if self._writer is not None:
+            return RemotePublication(self.root, self._writer)
         return Publication(self._swept)
+
+    @property
+    def location(self) -> str:
+        """Where the warehouse is, as the operator configured it."""
+        return self.remote.url if self.remote is not None else str(self.root)
+
+    def probe(self, patience_s: float) -> None:
+        """A remote warehouse's preflight (storage/remote_writes.py): WarehouseWriteError if
+        it cannot be written."""
+        if self._writer is not None:
+            self._writer.probe(patience_s)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
     def file_stamp(self) -> str:
         """The time part of the names of the files one commit writes."""
@@ -198,6 +222,12 @@ class ParquetWarehouse:
             what = "the path is not writable"
         else:
             what = exc.strerror or str(exc)
+        if self.remote is not None:
+            return (
+                f"cannot stage files for the warehouse at {self.remote.url} in the work folder "
+                f"{where}: {what}. Nothing from this flush was acknowledged; set [warehouse] "
+                f"work_dir (AMLWH_WAREHOUSE__WORK_DIR) to a local folder with room and run again "
+                f"(already stored events are skipped).")
         return (
             f"cannot write to the warehouse at {where}: {what}. Nothing from this flush was "
             f"acknowledged; free space or fix permissions on [warehouse] path ({self.root}) "
