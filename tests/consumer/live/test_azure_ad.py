@@ -4,12 +4,14 @@ The real DefaultAzureCredential in the real CLI processes takes its tokens from 
 identity endpoint (App Service shape, devstack/identity_endpoint.py) that records which
 resources it was asked for. The local hub serves AMQP over TLS with a certificate made here
 and checks the JWTs it gets by CBS put-token (type `jwt`, devstack/jwt_tokens.py); Azurite
-serves HTTPS with the same certificate and `--oauth basic`, so the checkpoint store runs on
-bearer tokens. No connection string is set anywhere in the workers' environment.
+serves HTTPS with the same certificate and `--oauth basic`, so the checkpoint store (and a
+warehouse in Blob Storage) runs on bearer tokens. No connection string is set anywhere in
+the workers' environment.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,8 +77,26 @@ def run_worker(env: dict, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=90, check=False)
 
 
-def test_run_consumes_and_checkpoints_with_managed_identity_tokens(aad_env):
+# what a live run and a backfill of the same file agree on (not when rows were stored)
+COMPARED = {view: f"SELECT * FROM {view}" for view in ("runs", "run_status_history", "models", "deployments", "drift")}
+COMPARED["dead_letters"] = "SELECT reason, payload_text FROM dead_letters"
+
+
+def rows_of(env: dict, sql: str) -> list:
+    """A statement's rows as `amlwh query` gives them, sorted."""
+    out = amlwh("query", sql, "--format", "json", env=env).stdout
+    return sorted(json.loads(out), key=repr)
+
+
+@pytest.mark.parametrize("where", ["local", "blob"])
+def test_run_consumes_and_checkpoints_with_managed_identity_tokens(aad_env, where):
     env, hub = aad_env["env"], aad_env["hub"]
+    if where == "blob":  # the warehouse too: a container the worker makes, on the same tokens
+        env = dict(env, AMLWH_WAREHOUSE__PATH=f"abfs://wh{aad_env['container']}/teams/ml",
+                   AMLWH_WAREHOUSE__ACCOUNT_URL=aad_env["azurite"].account_url,
+                   AMLWH_WAREHOUSE__CONNECTION_VERIFY=env["AMLWH_CHECKPOINT__CONNECTION_VERIFY"],
+                   AMLWH_WAREHOUSE__CACHE_DIR=str(aad_env["tmp"] / "cache"),
+                   AMLWH_WAREHOUSE__WORK_DIR=str(aad_env["tmp"] / "work"))
     with IdentityEndpoint() as identity:
         env = dict(env, **identity.env)
         published = amlwh("publish", str(EVENTS), "--partition-key", "subject", env=env)
@@ -91,22 +111,36 @@ def test_run_consumes_and_checkpoints_with_managed_identity_tokens(aad_env):
         assert identity.client_ids() == {CLIENT_ID}
         assert identity.refusals == []
 
-    # the rows: what a backfill of the same file stores
-    files = aad_env["tmp"] / "files"
-    amlwh("backfill", "files", str(EVENTS), "-q", env={"AMLWH_WAREHOUSE__PATH": str(files)})
-    live, want = connect(aad_env["warehouse"]), connect(files)
+        # the rows: what a backfill of the same file stores
+        files = aad_env["tmp"] / "files"
+        amlwh("backfill", "files", str(EVENTS), "-q", env={"AMLWH_WAREHOUSE__PATH": str(files)})
+        if where == "blob":  # read back with `amlwh query` on the same identity
+            assert not (aad_env["warehouse"]).exists()
+            assert not any((aad_env["tmp"] / "work").iterdir())
+            local = {"AMLWH_WAREHOUSE__PATH": str(files)}
+            for view, sql in COMPARED.items():
+                expected = rows_of(local, sql)
+                assert rows_of(env, sql) == expected and (expected or view == "drift"), view
+            assert identity.client_ids() == {CLIENT_ID} and identity.refusals == []
+    if where == "local":
+        assert_same_views(aad_env["warehouse"], files)
+    assert_checkpoints(aad_env, hub, sent)
+
+
+def assert_same_views(warehouse, files) -> None:
+    live, want = connect(warehouse), connect(files)
     try:
-        for view in ("runs", "run_status_history", "models", "deployments", "drift"):
-            got, expected = (sorted(c.execute(f"SELECT * FROM {view}").fetchall(), key=repr) for c in (live, want))
+        for view, sql in COMPARED.items():
+            got, expected = (sorted(c.execute(sql).fetchall(), key=repr) for c in (live, want))
             assert got == expected, view
-        dead = "SELECT reason, payload_text FROM dead_letters ORDER BY ALL"
-        assert live.execute(dead).fetchall() == want.execute(dead).fetchall()
         assert live.execute("SELECT count(*) FROM runs").fetchone()[0] > 0
     finally:
         live.close()
         want.close()
 
-    # checkpoints and ownership in the HTTPS Azurite, under the namespace, covering every event sent
+
+def assert_checkpoints(aad_env, hub: str, sent: int) -> None:
+    """Checkpoints and ownership in the HTTPS Azurite, under the namespace, covering every event sent."""
     prefix = f"{NAMESPACE}/{hub}/$default/".lower()
     blobs = aad_env["azurite"].list_blobs(aad_env["container"], prefix)
     checkpoints = {name.rsplit("/", 1)[1]: meta for name, meta in blobs.items() if "/checkpoint/" in name}
