@@ -78,6 +78,48 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+MODES = ("local", "remote, warm cache", "remote, cold cache")
+
+
+def compare_queries(queries, local: dict, remote: dict, work: Path,
+                    repeats: int) -> tuple[dict[tuple[str, str], list[float]], dict[str, list[int]]]:
+    """Each query as fresh `amlwh query` processes, alternating in each round: with `local`'s
+    environment, with `remote`'s (its AMLWH_WAREHOUSE__CACHE_DIR, filled by an uncounted
+    warm-up round that also warms the page cache) and with `remote`'s on a new empty cache
+    folder under `work`. Wall times by (query, MODES entry), and the bytes each cold query
+    downloaded."""
+    report = work / "launch.json"
+    amlwh = [sys.executable, "-m", "consumer", "query"]
+    walls: dict[tuple[str, str], list[float]] = {}
+    downloaded: dict[str, list[int]] = {sql: [] for sql in queries}
+    for sql in queries:  # warm the page cache, and fill the warm cache
+        timed(amlwh + [sql], local, report)
+        timed(amlwh + [sql], remote, report)
+    for n in range(repeats):
+        for sql in queries:
+            walls.setdefault((sql, "local"), []).append(timed(amlwh + [sql], local, report))
+            walls.setdefault((sql, "remote, warm cache"), []).append(timed(amlwh + [sql], remote, report))
+            cold = work / f"cold-{n}"
+            env = dict(remote, AMLWH_WAREHOUSE__CACHE_DIR=str(cold))
+            walls.setdefault((sql, "remote, cold cache"), []).append(timed(amlwh + [sql], env, report))
+            downloaded[sql].append(folder_bytes(cold))
+            shutil.rmtree(cold)
+    return walls, downloaded
+
+
+def query_table(queries, walls: dict[tuple[str, str], list[float]], downloaded: dict[str, list[int]]) -> list[str]:
+    """compare_queries' figures as a markdown table: median, range, ratio to local, downloaded."""
+    rows = []
+    for sql in queries:
+        floor = median(walls[(sql, "local")])
+        for mode in MODES:
+            w = walls[(sql, mode)]
+            fetched = f"{median(downloaded[sql]) / 1e6:,.1f} MB" if mode.endswith("cold cache") else ""
+            rows.append([f"`{sql}`" if mode == "local" else "", mode, f"{median(w):.3f} s",
+                         f"{min(w):.3f}–{max(w):.3f} s", f"{median(w) / floor:.2f}", fetched])
+    return md_table(["query", "warehouse", "median", "range", "ratio to local", "downloaded"], rows, left=2)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--warehouse", type=Path, default=None)
@@ -103,32 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         remote = child_env(AMLWH_WAREHOUSE__PATH=f"abfs://bench/{PREFIX}",
                            AMLWH_WAREHOUSE__CONNECTION_STRING=azurite.connection_string,
                            AMLWH_WAREHOUSE__CACHE_DIR=str(tmp / "warm"))
-        report = tmp / "launch.json"
-        amlwh = [sys.executable, "-m", "consumer", "query"]
-        walls: dict[tuple[str, str], list[float]] = {}
-        downloaded: dict[str, list[int]] = {sql: [] for sql in QUERIES}
-        for sql in QUERIES:  # warm the page cache, and fill the warm cache
-            timed(amlwh + [sql], local, report)
-            timed(amlwh + [sql], remote, report)
-        for n in range(a.repeats):
-            for sql in QUERIES:
-                walls.setdefault((sql, "local"), []).append(timed(amlwh + [sql], local, report))
-                walls.setdefault((sql, "remote, warm cache"), []).append(timed(amlwh + [sql], remote, report))
-                cold = tmp / f"cold-{n}"
-                env = dict(remote, AMLWH_WAREHOUSE__CACHE_DIR=str(cold))
-                walls.setdefault((sql, "remote, cold cache"), []).append(timed(amlwh + [sql], env, report))
-                downloaded[sql].append(folder_bytes(cold))
-                shutil.rmtree(cold)
-    rows = []
-    for sql in QUERIES:
-        floor = median(walls[(sql, "local")])
-        for mode in ("local", "remote, warm cache", "remote, cold cache"):
-            w = walls[(sql, mode)]
-            fetched = f"{median(downloaded[sql]) / 1e6:,.1f} MB" if mode.endswith("cold cache") else ""
-            rows.append([f"`{sql}`" if mode == "local" else "", mode, f"{median(w):.3f} s",
-                         f"{min(w):.3f}–{max(w):.3f} s", f"{median(w) / floor:.2f}", fetched])
-    print("\n".join(md_table(["query", "warehouse", "median", "range", "ratio to local", "downloaded"], rows,
-                             left=2)))
+        walls, downloaded = compare_queries(QUERIES, local, remote, tmp, a.repeats)
+    print("\n".join(query_table(QUERIES, walls, downloaded)))
     return 0
 
 
