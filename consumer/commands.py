@@ -137,11 +137,6 @@ def cmd_backfill_files(args: argparse.Namespace) -> int:
     )
     if args.no_compact:
         return 0
-    if settings.warehouse.remote:
-        if not args.quiet:
-            print("  compaction:          skipped (not built for a remote warehouse yet; the views "
-                  "read the committed files as they are)")
-        return 0
     return _compact(settings, quiet=args.quiet)  # one file a date, and the view state up to date
 
 
@@ -216,8 +211,15 @@ def _compact(settings: Settings, *, quiet: bool, **options) -> int:
     from consumer.maintenance.compaction import compact
 
     c = settings.compaction
-    report = compact(settings.warehouse.local_path, now_s=wall_s, grace_s=c.grace_s,
-                     compression=settings.warehouse.compression, memory_limit=c.memory_limit, **options)
+    options.update(now_s=wall_s, grace_s=c.grace_s, compression=settings.warehouse.compression,
+                   memory_limit=c.memory_limit)
+    if settings.warehouse.remote:
+        from consumer.maintenance.remote_compaction import compact_remote
+
+        with _warehouse(settings) as warehouse:  # its writer, and a work folder of this process
+            report = compact_remote(warehouse.remote_writer, **options)
+    else:
+        report = compact(settings.warehouse.local_path, **options)
     if report.busy:
         print(f"amlwh: another compaction of {settings.warehouse.path} is running; nothing done",
               file=sys.stderr)

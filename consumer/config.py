@@ -33,8 +33,7 @@ _SECTION = ConfigDict(extra="forbid", frozen=True)
 class WarehouseSettings(BaseModel):
     model_config = _SECTION
     # a local folder, or a Blob Storage / ADLS Gen2 URL (abfs://container/prefix, az://...),
-    # which run, backfill, query and views use; compact and report need a local folder for
-    # now. A string, as Path would fold a URL's "//".
+    # which every command but report takes. A string, as Path would fold a URL's "//".
     path: str = str(DEFAULT_WAREHOUSE)
     compression: Literal[COMPRESSIONS] = "zstd"
     # a remote warehouse's credentials, named as [checkpoint]'s: a connection string (an
@@ -62,10 +61,9 @@ class WarehouseSettings(BaseModel):
         """The warehouse folder of a command that writes (or reads files directly)."""
         if self.remote:
             raise ConfigError(
-                f"[warehouse] path is {self.path}, a Blob Storage URL: `run`, `backfill`, `query` "
-                "and `views` work on a remote warehouse; `compact`, `rebuild-state` and `report` "
-                "do not yet. Run them on a local copy (azcopy sync) or point [warehouse] path "
-                "(AMLWH_WAREHOUSE__PATH) at a local folder.")
+                f"[warehouse] path is {self.path}, a Blob Storage URL: `amlwh report` does not "
+                "read a remote warehouse yet. Run it on a local copy (azcopy sync) with [warehouse] "
+                "path (AMLWH_WAREHOUSE__PATH) set to that folder.")
         return Path(self.path)
 
 

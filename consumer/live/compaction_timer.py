@@ -27,9 +27,13 @@ log = logging.getLogger("amlwh.worker")
 
 
 class BackgroundCompaction:
-    def __init__(self, warehouse: Path, compression: str, settings: CompactionSettings,
-                 commits: Callable[[], int], on_round: Callable[[float, bool], None] | None = None) -> None:
-        self.warehouse = Path(warehouse)
+    def __init__(self, warehouse: Path | str, compression: str, settings: CompactionSettings,
+                 commits: Callable[[], int], on_round: Callable[[float, bool], None] | None = None,
+                 warehouse_env: dict[str, str] | None = None) -> None:
+        """`warehouse`: its folder or URL; `warehouse_env`: the child's other [warehouse] and
+        [identity] settings (a remote warehouse's credentials, cache and work folders)."""
+        self.warehouse = str(warehouse)
+        self.warehouse_env = warehouse_env or {}
         self.compression = compression
         self.settings = settings
         self.commits = commits  # how many commits the worker made so far
@@ -51,7 +55,8 @@ class BackgroundCompaction:
         """One `amlwh compact` child, to its end; returns its exit status."""
         s = self.settings
         env = child_environment({
-            "AMLWH_WAREHOUSE__PATH": str(self.warehouse),
+            **self.warehouse_env,
+            "AMLWH_WAREHOUSE__PATH": self.warehouse,
             "AMLWH_WAREHOUSE__COMPRESSION": self.compression,
             "AMLWH_COMPACTION__GRACE_S": str(s.grace_s),
             "AMLWH_COMPACTION__MEMORY_LIMIT": s.memory_limit,

@@ -110,11 +110,10 @@ class Worker:
             partition_ownership_expiration_interval=eh.ownership_expiration_s)
         self.state.last_activity_us = mono_us()
         remote = self.sink.remote is not None
-        if remote and (self.settings.writer.provisional or self.settings.compaction.auto):
-            # provisional files would sit in this process's work folder, where no reader
-            # looks; compaction reads and replaces local files (docs/storage.md)
+        if remote and self.settings.writer.provisional:
+            # they would sit in this process's work folder, where no reader looks (docs/storage.md)
             log.info("the warehouse is remote (%s): buffered rows are not shown to readers before "
-                     "their commit, and the worker does not compact", self.sink.location)
+                     "their commit", self.sink.location)
         if self.settings.writer.provisional and not remote:
             self.provisional = ProvisionalFiles(self.sink.root, self.settings.warehouse.compression)
         if self.settings.ordering.spill:
@@ -136,6 +135,7 @@ class Worker:
 
     async def _receive(self, store, client, decoder: ThreadPoolExecutor) -> None:
         eh, s = self.settings.eventhub, self.settings
+        remote = self.sink.remote is not None
         async with store, client:
             partition_count = 0
             if self.stop_when_idle_s is not None:
@@ -161,9 +161,10 @@ class Worker:
                 before_recovery=self._flush_before_recovery, on_unrecoverable=self.health.unrecoverable)
             self.background.append(asyncio.create_task(monitor.run_forever()))
             compaction = None
-            if s.compaction.auto and self.sink.remote is None:
-                compaction = BackgroundCompaction(self.sink.root, s.warehouse.compression, s.compaction,
-                                                  lambda: self.cycle.commits, self._compaction_round)
+            if s.compaction.auto:
+                compaction = BackgroundCompaction(
+                    s.warehouse.path if remote else self.sink.root, s.warehouse.compression, s.compaction,
+                    lambda: self.cycle.commits, self._compaction_round, remote_env(s) if remote else None)
                 self.background.append(asyncio.create_task(compaction.run_forever()))
             log.info("receiving from %s (consumer group %s)", self.hub, eh.consumer_group)
             stop = asyncio.create_task(self.state.stop_requested.wait())
@@ -218,3 +219,19 @@ class Worker:
             len(self.claims) - len(behind), sum(c.messages for c in counters), sum(c.events for c in counters),
             sum(c.late for c in counters), sum(c.dead_letters for c in counters),
             sum(c.ignored for c in counters))
+
+
+def remote_env(settings: Settings) -> dict[str, str]:
+    """A remote warehouse's settings as a child `amlwh compact` reads them from its environment
+    (it runs with no config file): the credentials, the cache and work folders, the identity."""
+    w = settings.warehouse
+    env = {"AMLWH_WAREHOUSE__UPLOAD_PATIENCE_S": str(w.upload_patience_s)}
+    if w.connection_string is not None:
+        env["AMLWH_WAREHOUSE__CONNECTION_STRING"] = w.connection_string.get_secret_value()
+    for name, value in (("ACCOUNT_URL", w.account_url), ("CONNECTION_VERIFY", w.connection_verify),
+                        ("CACHE_DIR", w.cache_dir), ("WORK_DIR", w.work_dir)):
+        if value is not None:
+            env[f"AMLWH_WAREHOUSE__{name}"] = str(value)
+    if settings.identity.client_id:
+        env["AMLWH_IDENTITY__CLIENT_ID"] = settings.identity.client_id
+    return env

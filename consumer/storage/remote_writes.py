@@ -56,6 +56,7 @@ UPLOADERS = 8  # parallel uploads of one group: each mostly waits on the network
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 15.0
+_COMPARE_BYTES_BELOW = 1 << 20  # a name found taken: files this small are compared byte for byte
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,11 @@ class RemoteWriter:
             pass
 
     # -- uploads -----------------------------------------------------------------
-    def upload(self, relative: str, local: Path) -> None:
-        """Upload a local file as the blob at `relative` (under the prefix), whole or not at all."""
+    def upload(self, relative: str, local: Path, *, exact: bool = False) -> None:
+        """Upload a local file as the blob at `relative` (under the prefix), whole or not at
+        all, on condition that the name is free. `exact`: a blob found there counts as this
+        upload's own (an earlier attempt whose answer was lost) only with the same bytes;
+        otherwise a small file is compared by its bytes and a large one by its size."""
         from azure.core.exceptions import ResourceExistsError
 
         blob = self.remote.client.get_blob_client(self.remote.location.blob_prefix + relative)
@@ -200,14 +204,31 @@ class RemoteWriter:
                 with open(local, "rb") as fh:
                     blob.upload_blob(fh, length=size, overwrite=False, max_concurrency=1)
             except ResourceExistsError:
-                # a unique name that exists: an earlier attempt of ours was stored and its
-                # answer lost. The same size says so; anything else is somebody else's file.
-                if blob.get_blob_properties().size != size:
+                if exact or size <= _COMPARE_BYTES_BELOW:
+                    same = blob.download_blob().readall() == local.read_bytes()
+                else:
+                    same = blob.get_blob_properties().size == size
+                if not same:
                     raise WarehouseWriteError(
                         f"{relative} already exists in {self.remote.where} with other content: "
-                        "another writer used the same name. Run again") from None
+                        "another writer (or compaction) used the same name. Nothing after it was "
+                        "published; run again") from None
 
         self.patiently(relative, put)
+
+    def delete(self, relative: str) -> None:
+        """Delete the blob at `relative`; one already gone counts as deleted."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        blob = self.remote.client.get_blob_client(self.remote.location.blob_prefix + relative)
+
+        def remove() -> None:
+            try:
+                blob.delete_blob()
+            except ResourceNotFoundError:
+                pass
+
+        self.patiently(f"the deletion of {relative}", remove)
 
     # -- stored keys -------------------------------------------------------------
     def read_keys(self, folder: str) -> list[np.ndarray]:

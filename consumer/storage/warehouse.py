@@ -171,6 +171,17 @@ class ParquetWarehouse:
         if self._writer is not None:
             self._writer.probe(patience_s)
 
+    @property
+    def remote_writer(self) -> RemoteWriter | None:
+        """A remote warehouse's writer (uploads, deletions, retries), for its compaction."""
+        return self._writer
+
+    def __enter__(self) -> ParquetWarehouse:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
