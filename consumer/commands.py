@@ -281,19 +281,28 @@ def cmd_views(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    warehouse = _warehouse_path(args)
+    warehouse = _warehouse_path(args, remote=True)
     from datetime import datetime, timezone
 
     from consumer.clock import wall_s
     from consumer.report.page import make_report
     from consumer.report.thresholds import DriftThresholds
 
-    if not Path(warehouse).is_dir():
-        print(f"amlwh: no warehouse at {warehouse} ([warehouse] path, AMLWH_WAREHOUSE__PATH): "
-              "the report shows no data", file=sys.stderr)
-    rows = make_report(warehouse, args.out, since=args.since,
-                       thresholds=DriftThresholds.from_options(args.drift_threshold or []),
-                       generated_at=datetime.fromtimestamp(wall_s(), timezone.utc))
+    def report(folder: Path) -> dict[str, int]:
+        return make_report(folder, args.out, since=args.since,
+                           thresholds=DriftThresholds.from_options(args.drift_threshold or []),
+                           generated_at=datetime.fromtimestamp(wall_s(), timezone.utc))
+
+    if isinstance(warehouse, Path):
+        if not warehouse.is_dir():
+            print(f"amlwh: no warehouse at {warehouse} ([warehouse] path, AMLWH_WAREHOUSE__PATH): "
+                  "the report shows no data", file=sys.stderr)
+        rows = report(warehouse)
+    else:  # every table and the view state, as listed now, through the cache
+        from consumer.query.remote import fetch_needed
+
+        with warehouse:
+            rows = warehouse.read(lambda snapshot: (fetch_needed(snapshot, None), report(snapshot.root))[1])
     counts = ", ".join(f"{chart} {n:,}" for chart, n in rows.items())
     print(f"report written to {args.out.resolve()} (table rows: {counts})")
     return 0

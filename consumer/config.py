@@ -32,8 +32,8 @@ _SECTION = ConfigDict(extra="forbid", frozen=True)
 
 class WarehouseSettings(BaseModel):
     model_config = _SECTION
-    # a local folder, or a Blob Storage / ADLS Gen2 URL (abfs://container/prefix, az://...),
-    # which every command but report takes. A string, as Path would fold a URL's "//".
+    # a local folder, or a Blob Storage / ADLS Gen2 URL (abfs://container/prefix, az://...).
+    # A string, as Path would fold a URL's "//".
     path: str = str(DEFAULT_WAREHOUSE)
     compression: Literal[COMPRESSIONS] = "zstd"
     # a remote warehouse's credentials, named as [checkpoint]'s: a connection string (an
@@ -58,12 +58,13 @@ class WarehouseSettings(BaseModel):
 
     @property
     def local_path(self) -> Path:
-        """The warehouse folder of a command that writes (or reads files directly)."""
+        """The warehouse folder, for code that reads or writes files directly (the commands
+        take a URL's RemoteWarehouse or RemoteTarget instead)."""
         if self.remote:
             raise ConfigError(
-                f"[warehouse] path is {self.path}, a Blob Storage URL: `amlwh report` does not "
-                "read a remote warehouse yet. Run it on a local copy (azcopy sync) with [warehouse] "
-                "path (AMLWH_WAREHOUSE__PATH) set to that folder.")
+                f"[warehouse] path is {self.path}, a Blob Storage URL, where a local folder is "
+                "needed. Set [warehouse] path (AMLWH_WAREHOUSE__PATH) to a folder (a local copy: "
+                "azcopy sync)")
         return Path(self.path)
 
 

@@ -133,7 +133,7 @@ def test_a_remote_path_keeps_its_url_and_is_refused_where_a_folder_is_needed():
     with tempfile.TemporaryDirectory() as folder, environment({"AMLWH_WAREHOUSE__PATH": "abfs://data//wh/prod"}):
         warehouse = load_settings(Path(folder) / "none.toml").warehouse
     assert warehouse.remote and warehouse.path == "abfs://data//wh/prod"
-    with pytest.raises(ConfigError, match="`amlwh report` does not read a remote warehouse yet"):
+    with pytest.raises(ConfigError, match="a Blob Storage URL, where a local folder is needed"):
         warehouse.local_path
     with environment({}):
         assert load_settings(None).warehouse.local_path == Path("warehouse")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from datetime import datetime, timedelta, timezone
@@ -314,13 +315,14 @@ def test_a_wrong_key_or_container_is_an_operator_error_without_the_secret(mirror
     assert "not a connection string" not in proc.stderr
 
 
-def test_report_refuses_a_remote_warehouse(remote_env):
-    proc = run_cli(remote_env, "report")
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("amlwh: configuration error: [warehouse] path is abfs://")
-    assert "does not read a remote warehouse yet" in proc.stderr and "AMLWH_WAREHOUSE__PATH" in proc.stderr
-    assert ACCOUNT_KEY not in proc.stderr
-    assert not os.path.exists(Path(remote_env["AMLWH_WAREHOUSE__CACHE_DIR"]).parent / "abfs:")
+def test_report_on_a_remote_warehouse_shows_what_the_local_copy_shows(mirror, remote_env, tmp_path):
+    remote = run_cli(remote_env, "report", "--out", str(tmp_path / "remote.html"))
+    local = amlwh("report", "--out", str(tmp_path / "local.html"), env={"AMLWH_WAREHOUSE__PATH": str(mirror)})
+    assert remote.returncode == local.returncode == 0, remote.stderr + local.stderr
+    rows = re.search(r"\(table rows: (.*)\)", remote.stdout)
+    assert rows and rows.group(1) == re.search(r"\(table rows: (.*)\)", local.stdout).group(1)
+    assert re.search(r"[1-9]", rows.group(1)), rows.group(1)  # the report has rows
+    assert ACCOUNT_KEY not in remote.stdout + remote.stderr
 
 
 def test_a_download_that_fails_midway_leaves_no_cached_file(tmp_path):
