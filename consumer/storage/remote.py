@@ -80,14 +80,16 @@ def parse_url(url: str) -> RemoteLocation:
 
 
 def open_remote(url: str, *, connection_string: str | None, account_url: str | None,
-                client_id: str | None, cache_dir: Path, connection_verify: str | None = None) -> RemoteWarehouse:
+                client_id: str | None, cache_dir: Path, connection_verify: str | None = None,
+                retries: int = CLIENT_OPTIONS["retry_total"]) -> RemoteWarehouse:
     """The warehouse at `url`, its files cached under `cache_dir`/<account>/<container>/<prefix>.
     `connection_verify`: a CA bundle for the endpoint's TLS certificate. Dials nothing yet."""
     location = parse_url(url)
     from azure.storage.blob import ContainerClient  # only for a remote warehouse: ~0.5 s to import
 
     credential = None
-    transport = dict(CLIENT_OPTIONS, **({"connection_verify": connection_verify} if connection_verify else {}))
+    transport = dict(CLIENT_OPTIONS, retry_total=retries,
+                     **({"connection_verify": connection_verify} if connection_verify else {}))
     if connection_string:
         try:
             client = ContainerClient.from_connection_string(connection_string, location.container, **transport)

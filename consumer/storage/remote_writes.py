@@ -31,6 +31,7 @@ WarehouseWriteError that says what to do; nothing of the commit was acknowledged
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 import uuid
@@ -78,7 +79,8 @@ class RemoteTarget:
         return open_remote(self.url, connection_string=self.connection_string,
                            account_url=self.account_url, client_id=self.client_id,
                            cache_dir=self.cache_dir,
-                           connection_verify=self.connection_verify)
+                           connection_verify=self.connection_verify,
+                           retries=0)  # RemoteWriter.patiently retries, so patience_s holds
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -202,7 +204,9 @@ class RemoteWriter:
         def put() -> None:
             try:
                 with open(local, "rb") as fh:
-                    blob.upload_blob(fh, length=size, overwrite=False, max_concurrency=1)
+                    stored = blob.upload_blob(fh, length=size, overwrite=False, max_concurrency=1)
+                # a listing spells the ETag without the quotes its header has
+                self._keep_in_cache(RemoteFile(relative, size, stored["etag"].strip('"')), local)
             except ResourceExistsError:
                 if exact or size <= _COMPARE_BYTES_BELOW:
                     same = blob.download_blob().readall() == local.read_bytes()
@@ -215,6 +219,16 @@ class RemoteWriter:
                         "published; run again") from None
 
         self.patiently(relative, put)
+
+    def _keep_in_cache(self, file: RemoteFile, local: Path) -> None:
+        """A file just uploaded, into the read cache as the blob it now is: the compaction
+        or query that runs next on this machine need not download it. Best effort."""
+        entry = self.remote.cache.entry(file)
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            os.link(local, entry)
+        except OSError:  # already there, another file system, no room: it is only a cache
+            pass
 
     def delete(self, relative: str) -> None:
         """Delete the blob at `relative`; one already gone counts as deleted."""

@@ -104,6 +104,10 @@ def test_a_round_on_blob_merges_and_folds_as_the_same_round_on_disk(azurite, con
         fill(remote)
         before = download(container, tmp_path / "before")
         assert views(tmp_path / "before") == views(local)
+        # what a writer uploaded is in this machine's read cache already: nothing to download
+        fetched = remote.remote_writer.remote.read(
+            lambda snap: (snap.fetch(p for p in snap.listed if p.endswith(".parquet")), snap)[1])
+        assert fetched.downloaded == 0 and len(fetched.files_read) == len(before) > 20
         options = dict(now_s=lambda: 2e9, grace_s=0.0, compression="zstd", memory_limit="500MB")
         local_report = compact(local, **options)
         remote_report = compact_remote(remote.remote_writer, **options)
