@@ -14,11 +14,12 @@ warehouses it built: local, remote with a warm cache, remote with a cold one.
      AMLWH_WAREHOUSE__CACHE_DIR per round, AMLWH_WAREHOUSE__WORK_DIR under the work folder);
    - then the same file again into the same warehouse: every event is a duplicate, nothing
      is written, and the key index reads the stored keys of every (table, date) it touches:
-     from the local files, or, remote, listed and downloaded into the round's cache (which
-     holds none of them yet: a backfill does not cache what it uploads).
+     from the local files, or, remote, listed and read through the round's cache (since
+     90f821e a writer keeps what it uploads there, so this downloads nothing; before, it
+     downloaded every stored raw_events file of those dates: the "downloaded" column).
    The order alternates by round (local first, then remote first, ...) for both the first
-   and the second backfill. `--no-compact` for both: a remote backfill skips compaction
-   (not built yet), so the local one must too for the same work.
+   and the second backfill. `--no-compact` for both: the backfill itself is measured, and
+   a remote backfill skipped compaction until it was built (d36574d).
 3. On the last round's two warehouses, the headline queries as fresh `amlwh query`
    processes, alternating: local, remote with a warm cache (filled by an uncounted warm-up
    round) and remote with a new empty cache each time (bench_remote_query.compare_queries).
