@@ -216,13 +216,15 @@ def main(argv: list[str] | None = None) -> int:
                             files, size = parquet_files(work / f"local-{r}")
                         else:
                             files, size = blobs(azurite.connection_string, f"round-{r}")
+                            # what the run added to the read cache: on a rerun, what it downloaded (it
+                            # writes nothing); a first run's uploads are linked in too (since 90f821e)
                             result["downloaded"] = folder_bytes(work / f"cache-{r}") - cached_before
                         runs[(kind, where)].append(result)
                         print(f"  round {r} {kind:<5} {where:<6} {result['wall_s']:6.2f} s  "
                               f"{lines / result['wall_s']:>8,.0f} bodies/s  CPU {result['cpu_s']:5.1f} s  "
                               f"Azurite CPU {result['azurite_cpu_s']:5.1f} s  written {result['written']:,}  "
                               f"duplicates {result['duplicates']:,}  -> {files} files, {size / 1e6:,.1f} MB"
-                              + (f", downloaded {result['downloaded'] / 1e6:,.1f} MB" if where == "remote" else ""),
+                              + (f", read cache +{result['downloaded'] / 1e6:,.1f} MB" if where == "remote" else ""),
                               flush=True)
                 if r < a.rounds and not a.keep:  # the last round's warehouses are queried below
                     shutil.rmtree(work / f"local-{r}", ignore_errors=True)
