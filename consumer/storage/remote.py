@@ -44,6 +44,7 @@ T = TypeVar("T")
 
 _URL = re.compile(r"(?:abfss?|az)://(?P<container>[^/@?#]+)(?:@(?P<host>[^/?#]*))?(?:/(?P<prefix>[^?#]*))?\Z",
                   re.IGNORECASE)
+_CONTAINER = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(-[a-z0-9]+)*")  # Azure's container naming rules
 _ATTEMPTS = 5  # listings, when files listed are deleted before their download (compaction)
 WORKERS = 8  # parallel downloads: each mostly waits on the network, without the GIL
 # The blob SDK's default retries keep a call against an unreachable account busy for ~80 s
@@ -74,6 +75,11 @@ def parse_url(url: str) -> RemoteLocation:
         raise ConfigError(
             f"[warehouse] path {url!r} is not a Blob Storage URL. Write abfs://<container>/<prefix> "
             "(or az://...), or abfss://<container>@<account>.dfs.core.windows.net/<prefix>")
+    if not _CONTAINER.fullmatch(match["container"]):
+        raise ConfigError(
+            f"[warehouse] path {url!r} names the container {match['container']!r}, which Blob "
+            "Storage does not allow: a container name is 3 to 63 lowercase letters, digits and "
+            "single hyphens, starting and ending with a letter or digit")
     host = match["host"] or ""
     return RemoteLocation(url, match["container"], (match["prefix"] or "").strip("/"),
                           host.split(".")[0] or None)

@@ -371,6 +371,13 @@ def test_a_url_that_names_no_container_is_a_config_error(url):
         parse_url(url)
 
 
+@pytest.mark.parametrize("container", ["r1", "Data", "my_data", "-data", "data-", "da--ta", "d" * 64])
+def test_a_container_name_blob_storage_refuses_is_a_config_error(container):
+    with pytest.raises(ConfigError, match=f"names the container '{container}', which Blob Storage does not"):
+        parse_url(f"abfs://{container}/wh")
+    assert parse_url(f"abfs://{'d' * 63}/wh").container == "d" * 63
+
+
 def test_an_entry_pruned_by_another_query_is_downloaded_again_and_links_outlive_pruning(tmp_path):
     cache = BlobCache(tmp_path / "cache")
     file = RemoteFile("model_registrations/event_date=2025-01-01/part-1.parquet", 10, '"0x1"')
