@@ -19,6 +19,10 @@ One round:
    - then the new retirement records;
    - then the deletions: files first, their records last, so a crash between leaves a
      record whose next round finishes it.
+   A round that waits out the grace and deletes what it retired (the worker's background
+   rounds, `--wait-for-grace`) pushes its new files and manifest before it waits, and its
+   deletions after: the local round waits from when its merged files appeared in the
+   snapshot, but here they appear at the push.
 
 Why readers and writers stay right: this is the local order (storage/durable.py,
 compaction.py) with uploads for renames. A merged file is visible before its inputs are
@@ -66,9 +70,24 @@ def compact_remote(writer: RemoteWriter, **options) -> CompactionReport:
 
         def work(snapshot: Snapshot) -> CompactionReport:
             snapshot.fetch(path for path in snapshot.listed if mirrored(path))
-            before = local_files(snapshot.root)
-            report = compact(snapshot.root, **options)
-            push(writer, snapshot.root, before, local_files(snapshot.root), lease)
+            pushed = local_files(snapshot.root)
+            wait = options.get("wait")
+
+            def publish_then_wait(grace_s: float) -> None:
+                """A round that waits out the grace (the worker's) deletes what it retired
+                at its end. Locally the grace runs from when its merged files appeared; here
+                they appear at the push: push them (and the manifest) first, then wait, so
+                that their inputs still go a grace after them. Its records are not pushed:
+                they are deleted at the end of this round, and a round killed meanwhile
+                leaves inputs beside their merged files, which the next round merges again."""
+                nonlocal pushed
+                now = {p for p in local_files(snapshot.root) if p in pushed or not p.startswith(_RECORDS)}
+                push(writer, snapshot.root, pushed, now, lease)
+                pushed = now
+                wait(grace_s)
+
+            report = compact(snapshot.root, **{**options, "wait": publish_then_wait if wait else None})
+            push(writer, snapshot.root, pushed, local_files(snapshot.root), lease)
             return report
 
         return writer.remote.read(work)
