@@ -16,8 +16,16 @@ the local hub and a real Azurite, the warehouse at abfs://<container>/<prefix>.
    reorder buffer and with it which events count as `late`.
 Both check that the prefix holds nothing but whole table files under their final names: no
 temporary or partial upload, nothing provisional.
+3. Three workers compact the warehouse in the background (every 2 s, partitions of 2 files,
+   a 1 s grace), so rounds from several machines, some finding the lease held, run while
+   commits continue; one worker is SIGKILLed while a round of its child runs (the child
+   finishes it). Reads of the views all along never show an event twice, lose one shown
+   before, or serve run views from the view state other than the reference views over the
+   same files; each table file deleted went a grace after its merged file was listed. At the
+   end the views are exact, and after a last round from another machine every (table, date)
+   holds one file.
 
-The results are read by downloading every blob under the prefix into a fresh local folder.
+The results are read from the blobs, through a local folder that mirrors the listing.
 """
 
 from __future__ import annotations
@@ -25,22 +33,29 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import signal
 import subprocess
 import time
 import zlib
 from pathlib import Path
 
+import psutil
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 
+from consumer.maintenance.remote_compaction import LOCK_BLOB
+from consumer.query.connection import open_views
 from tests.consumer.live.test_worker_chaos import (SEED, Sender, Workload, assert_clean_log,
                                                    assert_exactly_once, checkpoints, kill, last_sequences,
                                                    live_owners, ownership, partition_keys, received_messages,
                                                    results)
-from tests.support.remote import (BlobWarehouse, comparable_rows, machine, new_container, remote_worker_env,
-                                  start_worker_in, unexpected_blobs)
+from tests.support.cli import amlwh
+from tests.support.remote import (MANIFEST, MERGED_FILE, RECORD, TABLE_FILE, BlobWarehouse, Watch, comparable_rows,
+                                  machine, new_container, remote_worker_env, start_worker_in, unexpected_blobs)
+from tests.support.warehouse import VIEWS
 from tests.support.worker import claimed_partitions, stop_worker, wait_until, worker_env
 
 pytestmark = pytest.mark.integration
@@ -51,8 +66,8 @@ def checkpoint_prefix(local_hub, hub: str, group: str = "$default") -> str:
 
 
 def wait_complete(blobs: BlobWarehouse, seen: Path, work: Workload, timeout: float, procs=()) -> dict:
-    """test_worker_chaos.wait_complete on the blobs: poll (mirroring new table files into
-    `seen`) until the views hold every distinct event and dead letter."""
+    """test_worker_chaos.wait_complete on the blobs: poll (mirroring the listing into `seen`)
+    until the views hold every distinct event and dead letter."""
     deadline = time.monotonic() + timeout
     while True:
         res = results(blobs.mirror(seen))
@@ -75,8 +90,9 @@ def blobs(azurite) -> BlobWarehouse:
 
 
 def assert_only_table_files(names: list[str]) -> None:
+    """No compaction ran (the default interval is 300 s): nothing but table files and probes."""
     assert names, "nothing under the prefix"
-    odd = unexpected_blobs(names)
+    odd = unexpected_blobs(names, compaction=False)
     assert not odd, f"blobs other than whole table files under the prefix: {odd[:10]}"
 
 
@@ -259,3 +275,283 @@ def test_a_blob_warehouse_holds_the_same_views_as_a_local_one_across_a_restart(
     stored = len(on_disk["store.raw_events"])
     print(f"\n{len(names)} blobs; {stored} stored raw rows for {work.distinct} events; "
           f"{len(crossing)} redelivered across the restart")
+
+
+# ---------------------------------------------------------------- 3. background compaction on several machines
+
+
+GRACE_S = 1.0
+COMPACTING = {"AMLWH_COMPACTION__INTERVAL_S": "2", "AMLWH_COMPACTION__MIN_FILES": "2",
+              "AMLWH_COMPACTION__GRACE_S": f"{GRACE_S:g}"}
+ROUND_DONE = re.compile(r"amlwh\.worker: background compaction round \d+ of \S+ done")
+LOGGED = re.compile(r"^\d{4}-\d{2}-\d{2} [\d:,]+ (WARNING|ERROR|CRITICAL) (.*)$", re.MULTILINE)
+# the poison bodies, and a partition moving to another worker (the hub closes the old link)
+EXPECTED_WARNING = re.compile(r"amlwh\.worker: dead letter \(|New receiver '[-0-9a-f]+' with higher epoch"
+                              r"|amlwh\.worker: partition \d+ closed \(OWNERSHIP_LOST\)")
+# the run views a view state (a manifest) serves, and the views over them
+STATE_VIEWS = ("runs", "run_status_history", "run_durations", "failure_rates", "monitor_metrics")
+
+
+class LiveReads:
+    """The views, read again and again from an exact mirror of the blobs while workers write
+    and compact. Each read must show every event once, at most the distinct events sent, every
+    event an earlier read showed, and the run views a view state serves equal to the reference
+    views computed from scratch over the same files (no run with a status other than its
+    visible events give)."""
+
+    def __init__(self, blobs: BlobWarehouse, folder: Path, work: Workload):
+        self.blobs, self.folder, self.work = blobs, folder, work
+        self.events: set[tuple] = set()  # (workspace, event_id) the last read showed
+        self.dead = 0
+        self.reads = 0
+        self.over_state = 0  # reads whose run views came from a view state
+
+    def read(self) -> int:
+        """One read; the number of events it showed."""
+        root = self.blobs.mirror(self.folder)
+        if not (root / "raw_events").is_dir():
+            return 0
+        con, scope = open_views(root)
+        try:
+            events = con.execute("SELECT workspace, event_id FROM raw_events").fetchall()
+            dead = con.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+            twice = con.execute("SELECT count(*) - count(DISTINCT (workspace, run_id)) FROM runs").fetchone()[0]
+            served = {v: sorted(con.execute(f"SELECT * FROM {v}").fetchall(), key=repr) for v in STATE_VIEWS}
+        finally:
+            con.close()
+        con, _ = open_views(root, use_state=False)
+        try:
+            reference = {v: sorted(con.execute(f"SELECT * FROM {v}").fetchall(), key=repr) for v in STATE_VIEWS}
+        finally:
+            con.close()
+        visible = set(events)
+        assert len(visible) == len(events), f"{len(events) - len(visible)} event(s) shown twice"
+        assert len(visible) <= self.work.distinct, f"{len(visible)} events shown, {self.work.distinct} sent"
+        assert self.events <= visible, f"{len(self.events - visible)} event(s) shown before are gone"
+        assert self.dead <= dead <= len(self.work.poison), (self.dead, dead)
+        assert twice == 0, f"{twice} run(s) shown twice"
+        for view, rows in reference.items():
+            assert served[view] == rows, (
+                f"{view} over the view state differs from the reference over the same files: only served "
+                f"{[r for r in served[view] if r not in rows][:2]}, only in the reference "
+                f"{[r for r in rows if r not in served[view]][:2]}")
+        self.events, self.dead = visible, dead
+        self.reads += 1
+        self.over_state += scope is not None
+        return len(visible)
+
+
+def compaction_children(proc: subprocess.Popen) -> list[psutil.Process]:
+    """The worker's running `amlwh compact` child (compaction_timer.py), if any."""
+    try:
+        children = psutil.Process(proc.pid).children()
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        try:
+            if "compact" in child.cmdline():
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def lease_held(blobs: BlobWarehouse) -> bool:
+    """Whether a compaction round holds the warehouse's lease now."""
+    try:
+        props = blobs.client.get_blob_client(blobs.prefix + LOCK_BLOB).get_blob_properties()
+    except ResourceNotFoundError:  # no round made the lock blob yet
+        return False
+    return props.lease.state == "leased"
+
+
+def running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for proc in procs:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def folder_counts(names: list[str]) -> dict[str, int]:
+    """Committed files per (table, date) folder."""
+    counts: dict[str, int] = {}
+    for name in names:
+        if TABLE_FILE.fullmatch(name) or MERGED_FILE.fullmatch(name):
+            folder = name.rsplit("/", 1)[0]
+            counts[folder] = counts.get(folder, 0) + 1
+    return counts
+
+
+def grace_kept(watch: Watch) -> tuple[list[float], list[str]]:
+    """For each table file the watch saw deleted: an upper bound on how long its merged
+    replacement had been listed beside it (the replacement: the earliest merged file of its
+    folder listed when it went, and still listed after). A background round deletes its inputs
+    only after waiting out the grace since its merged files were uploaded, so no bound may be
+    shorter. Returns the bounds, and the files that went with no replacement listed."""
+    bounds, orphans = [], []
+    for name, seen in watch.blobs.items():
+        if seen.gone_by is None or not (TABLE_FILE.fullmatch(name) or MERGED_FILE.fullmatch(name)):
+            continue
+        folder = name.rsplit("/", 1)[0] + "/"
+        replacements = [m for n, m in watch.blobs.items()
+                        if n != name and n.startswith(folder) and MERGED_FILE.fullmatch(n)
+                        and m.listed_by <= seen.gone_by and (m.gone_by is None or m.gone_by > seen.gone_by)]
+        if not replacements:
+            orphans.append(name)
+            continue
+        if any(m.absent_before is None for m in replacements):
+            continue  # listed since the watch began: longer than any bound
+        bounds.append(seen.gone_by - min(m.absent_before for m in replacements))
+    return bounds, orphans
+
+
+def test_workers_compacting_a_blob_warehouse_in_the_background_keep_its_views_exact(
+        tmp_path, local_hub, make_hub, azurite, checkpoint_container, blobs):
+    started = time.monotonic()
+    rng = random.Random(SEED + 3)
+    work = Workload(runs=240, seed=79, slices=10)
+    partitions = 6
+    hub = make_hub(partitions)
+    cs = local_hub.connection_string(hub)
+    machines = [machine(tmp_path / f"machine{i}") for i in range(3)]
+    envs = [remote_worker_env(cs, azurite.connection_string, checkpoint_container, blobs,
+                              azurite.connection_string, m, **COMPACTING) for m in machines]
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+    # a round that takes the lease reads a snapshot in a folder of its own under its machine's
+    # cache, for as long as it runs (at least the grace when it merged); a busy round makes none
+    watch = Watch(blobs, {str(i): blobs.cache_views(m / "cache") for i, m in enumerate(machines)})
+    reads = LiveReads(blobs, tmp_path / "seen", work)
+    everything = {str(p) for p in range(partitions)}
+    prefix = checkpoint_prefix(local_hub, hub)
+    procs: list[subprocess.Popen] = []
+    orphans: list[psutil.Process] = []
+    sender = None
+
+    def split():
+        held = [claimed_partitions(log) for log in logs]
+        return all(held) and sum(map(len, held)) == partitions and set().union(*held) == everything
+
+    try:
+        watch.start()
+        for env, log, folder in zip(envs, logs, machines):
+            procs.append(start_worker_in(env, log, folder))
+        wait_until(split, 90, f"{partitions} partitions split between 3 workers")
+        sender = Sender(cs, work.slices, pause_s=1.0, partitions=partitions, hold_last=3)
+        sender.start()
+        victim = rng.randrange(3)
+
+        # read the views while the stream flows, until the victim has compacted and a merged
+        # file is listed; then SIGKILL it while its next round's child runs
+        def victim_compacted():
+            reads.read()
+            assert procs[victim].poll() is None, f"worker {victim} exited with {procs[victim].returncode}"
+            return (ROUND_DONE.search(logs[victim].read_text(errors="replace"))
+                    and any(MERGED_FILE.fullmatch(n) for n in list(watch.blobs)))
+
+        wait_until(victim_compacted, 60, f"a background compaction round of worker {victim}", interval=0)
+        orphans = wait_until(lambda: compaction_children(procs[victim]), 30,
+                             f"a compaction round of worker {victim} running", proc=procs[victim], interval=0.02)
+        procs[victim].send_signal(signal.SIGKILL)
+        assert procs[victim].wait(10) == -signal.SIGKILL
+        orphans = running(orphans)  # its round goes on without it (unless it had just ended)
+        killed_at = reads.read()
+        assert sender.sent < len(work.slices)  # the stream outlasts the kill
+
+        survivors = [i for i in range(3) if i != victim]
+        sender.release()
+
+        def complete():
+            for i in survivors:
+                assert procs[i].poll() is None, f"worker {i} exited with {procs[i].returncode}"
+            return (reads.read() == work.distinct and reads.dead == len(work.poison)
+                    and not sender.is_alive())
+
+        wait_until(complete, 120, f"{work.distinct} events and {len(work.poison)} dead letters", interval=0)
+        streamed = time.monotonic()
+        sender.finish()
+        last = last_sequences(local_hub, hub)
+        wait_until(lambda: checkpoints(azurite, checkpoint_container, prefix) == last, 60,
+                   f"checkpoints at the last events {last}")
+        _, alive = psutil.wait_procs(orphans, timeout=60)  # the killed worker's round, run to its end
+        assert not alive, f"the killed worker's compaction {[p.pid for p in alive]} still runs"
+
+        # the survivors' last rounds: each runs within interval_s of its last commit; settled
+        # once none has run, nor held the lease, for longer than that
+        quiet_since = [time.monotonic()]
+
+        def settled():
+            if lease_held(blobs) or any(compaction_children(procs[i]) for i in survivors):
+                quiet_since[0] = time.monotonic()
+            return time.monotonic() - quiet_since[0] > float(COMPACTING["AMLWH_COMPACTION__INTERVAL_S"]) + 1.5
+
+        wait_until(settled, 60, "the survivors' last compaction rounds", interval=0.05)
+        left_by_workers = folder_counts(blobs.names())
+        codes = [stop_worker(procs[i]) for i in survivors]
+        assert codes == [0, 0]
+        before_last = comparable_rows(blobs.mirror(tmp_path / "seen"), VIEWS)
+
+        # a last round, from a machine of its own (a cold cache), a grace after the workers'
+        reader = machine(tmp_path / "machine-reader")
+        out = amlwh("compact", "--min-files", "2", "--wait-for-grace", cwd=reader, env={
+            "AMLWH_WAREHOUSE__PATH": blobs.url, "AMLWH_WAREHOUSE__CONNECTION_STRING": azurite.connection_string,
+            "AMLWH_WAREHOUSE__CACHE_DIR": str(reader / "cache"), "AMLWH_WAREHOUSE__WORK_DIR": str(reader / "work"),
+            **COMPACTING})
+        assert "another compaction" not in out.stderr, out.stderr  # the workers' rounds were over
+    finally:
+        if sender is not None:
+            sender.release()
+        for proc in procs:
+            kill(proc)
+        for orphan in orphans:
+            try:
+                orphan.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if watch.is_alive():
+            watch.finish()
+
+    # the warehouse at the end: exact, as the reads before the last round showed it, one file
+    # per (table, date), nothing retired left, no name but the writers' and the compactions'
+    final = tmp_path / "downloaded"
+    names = blobs.download(final)
+    assert not unexpected_blobs(names), unexpected_blobs(names)
+    res = results(final)
+    assert_exactly_once(res, work)
+    assert comparable_rows(final, VIEWS) == before_last
+    assert set(folder_counts(names).values()) == {1}, folder_counts(names)
+    assert not [n for n in names if RECORD.fullmatch(n)]
+    assert [n for n in names if MANIFEST.fullmatch(n)]
+
+    # the logs: rounds, and no warning but the poison bodies' and the hub's ownership moves
+    texts = [log.read_text(errors="replace") for log in logs]
+    for i, text in enumerate(texts):
+        assert "Traceback" not in text and (i == victim or "Unclosed" not in text), text[-3000:]
+        odd = [m.group(0) for m in LOGGED.finditer(text) if not EXPECTED_WARNING.search(m.group(2))]
+        assert not odd, f"worker {i}: {odd[:5]}"
+    rounds = [len(ROUND_DONE.findall(text)) for text in texts]
+    started_rounds = sum(rounds) + len(orphans)  # the killed worker's last round logged nothing
+    holding = [len(watch.entries[str(i)]) for i in range(3)]
+    merged = [seen for n, seen in watch.blobs.items() if MERGED_FILE.fullmatch(n)]
+    manifests = sorted(n for n in watch.blobs if MANIFEST.fullmatch(n))
+    bounds, replaced_by_nothing = grace_kept(watch)
+    print(f"\nseed {SEED}: {time.monotonic() - started:.1f}s; killed worker {victim} during its round "
+          f"{[p.pid for p in orphans]} at {killed_at} visible events; {reads.reads} reads of the views "
+          f"({reads.over_state} over a view state, {blobs.gone} listing(s) again for a blob deleted "
+          f"meanwhile); rounds logged {rounds}, took the lease {holding}: {started_rounds - sum(holding)} "
+          f"busy; {len(merged)} merged files, {len(manifests)} manifests; {len(bounds)} table files "
+          f"deleted, their merged files listed beside them for at least "
+          f"{min(bounds, default=float('nan')):.2f}s; left by the workers' rounds: at most "
+          f"{max(left_by_workers.values())} file(s) in a folder, {sum(left_by_workers.values())} in all; "
+          f"last round: {out.stdout.strip()}")
+    # several rounds on several machines while the stream flowed, some finding the lease held
+    assert sum(1 for h in holding if h) >= 2 and started_rounds - sum(holding) >= 1, (rounds, holding)
+    assert any(seen.listed_by < streamed for seen in merged) and manifests
+    # inputs went a grace after their merged file appeared, never before it
+    assert not replaced_by_nothing, f"deleted with no merged file listed: {replaced_by_nothing[:5]}"
+    short = [b for b in bounds if b < GRACE_S]
+    assert not short, f"{len(short)} of {len(bounds)} inputs deleted within {max(short):.2f}s of their merged file"
