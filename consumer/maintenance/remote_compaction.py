@@ -26,7 +26,7 @@ One round:
 
 Why readers and writers stay right: this is the local order (storage/durable.py,
 compaction.py) with uploads for renames. A merged file is visible before its inputs are
-retired, inputs are deleted only a grace after their record, a manifest appears after its
+retired, inputs are deleted only a grace after their merged file appeared, a manifest appears after its
 state files. Files committed by live workers after the listing are not in the snapshot, so
 they are neither merged nor folded: the next round takes them. A crash anywhere leaves
 extra copies the views hide, or a state generation no manifest names (harmless; not swept
