@@ -242,6 +242,29 @@ def last_sequences(local_hub, hub: str) -> dict[str, int]:
     return {pid: info["last_enqueued_sequence_number"] for pid, info in local_hub.partition_info(hub).items()}
 
 
+def split_between(logs: list[Path], indexes: list[int], partitions: int, owners) -> list[set[str]] | None:
+    """Each partition held by exactly one of these workers (their logs), and the ownership
+    records (`owners()`: partition -> live owner) agree: every partition has a live owner,
+    one owner id per worker. None while that is not so."""
+    everything = {str(p) for p in range(partitions)}
+    held = [claimed_partitions(logs[i]) for i in indexes]
+    if sum(len(h) for h in held) != partitions or set().union(*held) != everything:
+        return None
+    live = owners()
+    if set(live) != everything or len(set(live.values())) != len(indexes):
+        return None
+    return held
+
+
+def stable_split(logs: list[Path], indexes: list[int], partitions: int, owners) -> list[set[str]] | None:
+    """split_between, the same two load-balancing rounds later."""
+    first = split_between(logs, indexes, partitions, owners)
+    if not first:
+        return None
+    time.sleep(2.0)
+    return first if split_between(logs, indexes, partitions, owners) == first else None
+
+
 def kill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
@@ -440,33 +463,15 @@ def test_three_workers_share_eight_partitions_and_take_over_from_a_killed_one(
     cs = local_hub.connection_string(hub)
     warehouse = tmp_path / "wh"  # one warehouse: all workers append to it
     env = worker_env(cs, azurite.connection_string, checkpoint_container, warehouse)
-    everything = {str(p) for p in range(8)}
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     procs: list[subprocess.Popen] = []
     sender = None
 
-    def balanced(indexes):
-        """Each partition held by exactly one of these workers (logs), and the ownership records
-        agree: every partition has a live owner, one owner id per worker."""
-        held = [claimed_partitions(logs[i]) for i in indexes]
-        if sum(len(h) for h in held) != 8 or set().union(*held) != everything:
-            return None
-        owners = live_owners(ownership(azurite, checkpoint_container, local_hub, hub))
-        if set(owners) != everything or len(set(owners.values())) != len(indexes):
-            return None
-        return held
-
-    def stable(indexes):
-        first = balanced(indexes)
-        if not first:
-            return None
-        time.sleep(2.0)  # two load-balancing rounds later, still the same split
-        return first if balanced(indexes) == first else None
-
     try:
         for log in logs:
             procs.append(start_worker(env, log))
-        split = wait_until(lambda: stable([0, 1, 2]), 90, "8 partitions split between 3 workers")
+        owners = lambda: live_owners(ownership(azurite, checkpoint_container, local_hub, hub))  # noqa: E731
+        split = wait_until(lambda: stable_split(logs, [0, 1, 2], 8, owners), 90, "8 partitions split between 3 workers")
         assert sorted(len(h) for h in split) == [2, 3, 3]
 
         # the last 2 slices are sent only after the kill: the stream outlasts it
@@ -491,7 +496,8 @@ def test_three_workers_share_eight_partitions_and_take_over_from_a_killed_one(
         sender.release()
         sender.finish()
         res = wait_complete(warehouse, work, timeout=120, procs=[procs[i] for i in survivors])
-        split = wait_until(lambda: stable(survivors), 60, "8 partitions split between the 2 survivors")
+        split = wait_until(lambda: stable_split(logs, survivors, 8, owners), 60,
+                           "8 partitions split between the 2 survivors")
         assert sorted(len(h) for h in split) == [4, 4]
         assert orphaned <= set().union(*split)
         codes = [stop_worker(procs[i]) for i in survivors]

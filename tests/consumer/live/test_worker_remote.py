@@ -51,7 +51,7 @@ from consumer.query.connection import open_views
 from tests.consumer.live.test_worker_chaos import (SEED, Sender, Workload, assert_clean_log,
                                                    assert_exactly_once, checkpoints, kill, last_sequences,
                                                    live_owners, ownership, partition_keys, received_messages,
-                                                   results)
+                                                   results, stable_split)
 from tests.support.cli import amlwh
 from tests.support.remote import (MANIFEST, MERGED_FILE, RECORD, TABLE_FILE, BlobWarehouse, Watch, comparable_rows,
                                   machine, new_container, remote_worker_env, start_worker_in, unexpected_blobs)
@@ -111,31 +111,15 @@ def test_three_workers_on_a_blob_warehouse_take_over_from_a_killed_one(
     assert len({(e["AMLWH_WAREHOUSE__WORK_DIR"], e["AMLWH_WAREHOUSE__CACHE_DIR"]) for e in envs}) == 3
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     seen = tmp_path / "seen"  # the test's own copy of the table files, while the workers run
-    everything = {str(p) for p in range(8)}
     prefix = checkpoint_prefix(local_hub, hub)
     procs: list[subprocess.Popen] = []
     sender = None
 
-    def balanced(indexes):
-        held = [claimed_partitions(logs[i]) for i in indexes]
-        if sum(len(h) for h in held) != 8 or set().union(*held) != everything:
-            return None
-        owners = live_owners(ownership(azurite, checkpoint_container, local_hub, hub))
-        if set(owners) != everything or len(set(owners.values())) != len(indexes):
-            return None
-        return held
-
-    def stable(indexes):
-        first = balanced(indexes)
-        if not first:
-            return None
-        time.sleep(2.0)  # two load-balancing rounds later, still the same split
-        return first if balanced(indexes) == first else None
-
     try:
         for env, log, folder in zip(envs, logs, machines):
             procs.append(start_worker_in(env, log, folder))
-        split = wait_until(lambda: stable([0, 1, 2]), 90, "8 partitions split between 3 workers")
+        owners = lambda: live_owners(ownership(azurite, checkpoint_container, local_hub, hub))  # noqa: E731
+        split = wait_until(lambda: stable_split(logs, [0, 1, 2], 8, owners), 90, "8 partitions split between 3 workers")
         assert sorted(len(h) for h in split) == [2, 3, 3]
 
         sender = Sender(cs, work.slices, pause_s=1.0, partitions=8, hold_last=2)
@@ -156,7 +140,8 @@ def test_three_workers_on_a_blob_warehouse_take_over_from_a_killed_one(
         sender.release()
         sender.finish()
         wait_complete(blobs, seen, work, timeout=120, procs=[procs[i] for i in survivors])
-        split = wait_until(lambda: stable(survivors), 60, "8 partitions split between the 2 survivors")
+        split = wait_until(lambda: stable_split(logs, survivors, 8, owners), 60,
+                           "8 partitions split between the 2 survivors")
         assert orphaned <= set().union(*split)
         last = last_sequences(local_hub, hub)
         wait_until(lambda: checkpoints(azurite, checkpoint_container, prefix) == last, 60,
