@@ -167,13 +167,22 @@ class RemoteWriter:
         self._container_checked = True
 
     def _create_container(self) -> None:
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
         try:
             self.remote.client.create_container()
             log.info("created %s", self.remote.where)
         except ResourceExistsError:
             pass
+        except HttpResponseError as exc:
+            # a container SAS (or a role scoped to the container) may not create containers:
+            # listing it proves it exists, and the writer needs to list anyway
+            if exc.status_code != 403:
+                raise
+            try:
+                next(iter(self.remote.client.list_blobs(results_per_page=1).by_page()), None)
+            except HttpResponseError:
+                raise exc from None
 
     def probe(self, patience_s: float) -> None:
         """The preflight's check: the container exists (or is made), and a blob can be

@@ -259,3 +259,32 @@ def test_a_refused_key_is_said_without_the_secret_and_nothing_is_written(azurite
     assert "Blob Storage refused" in proc.stderr and f"container {container.container_name}" in proc.stderr
     assert wrong_key not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
     assert not container.exists()
+
+
+@pytest.mark.integration
+def test_a_container_sas_writes_and_one_without_write_permission_is_refused(azurite, container, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    container.create_container()  # a SAS is for a container that exists
+    path, _ = bodies_file(tmp_path)
+
+    def sas_env(name: str, **permissions) -> dict[str, str]:
+        sas = generate_container_sas(ACCOUNT, container.container_name, account_key=ACCOUNT_KEY,
+                                     permission=ContainerSasPermissions(**permissions),
+                                     expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+        env = env_for(f"abfs://{container.container_name}/wh", azurite, tmp_path, name)
+        env["AMLWH_WAREHOUSE__CONNECTION_STRING"] = f"BlobEndpoint={azurite.blob_endpoint};SharedAccessSignature={sas}"
+        return env
+
+    reader = sas_env("r", read=True, list=True)
+    proc = amlwh("backfill", "files", str(path), "--no-compact", env=reader, check=False)
+    assert proc.returncode == 1 and "Blob Storage refused to write" in proc.stderr, proc.stderr
+    assert "create, write, read and list" in proc.stderr and "sig=" not in proc.stderr
+    assert not list(container.list_blobs())
+
+    writer = sas_env("w", read=True, list=True, create=True, write=True, delete=True)
+    counts = backfill(path, writer, 1)
+    assert counts["events written"] > 300
+    assert backfill(path, writer, 1)["events written"] == 0  # the keys are read with the same SAS
