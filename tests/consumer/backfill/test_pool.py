@@ -30,6 +30,11 @@ def chunks(path: Path, monkeypatch) -> list[Chunk]:
     return list(chunks_of([path], DecodeRules(), lambda: 0))
 
 
+def one_per_key(rows: list[dict]) -> dict:
+    """Rows by (dedupe key, model ordinal): the copies of an event's fact row are the same."""
+    return {(row["dedupe_key"], row.get("model_ordinal")): row for row in rows}
+
+
 def stored(root: Path, name: str) -> list[dict]:
     import pyarrow.dataset as ds
 
@@ -67,8 +72,12 @@ def test_a_failed_share_leaves_no_raw_row_without_its_facts_and_a_rerun_complete
     for warehouse in (root, clean):
         backfill_files([stream], ParquetWarehouse(warehouse), DecodeRules(),
                                 batch_rows=200, now_us=lambda: 0, workers=2)
-    for name in ("raw_events", "run_events", "model_registrations", "model_deployments"):
-        assert stored(root, name) == stored(clean, name), name
+    assert stored(root, "raw_events") == stored(clean, "raw_events")  # each event stored once
+    # The failed run's other process may be stopped between its commit's two groups: fact
+    # rows without their raw rows, which the rerun writes again (storage/durable.py). The
+    # views keep one copy of each; so must the comparison.
+    for name in ("run_events", "model_registrations", "model_deployments"):
+        assert one_per_key(stored(root, name)) == one_per_key(stored(clean, name)), name
 
 
 def test_a_dead_decode_process_is_reported_by_number(tmp_path, stream, monkeypatch):
