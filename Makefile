@@ -71,8 +71,12 @@ demo-backfill: install
 	$(BIN)/amlwh backfill files $(DEMO_STREAM)
 	@echo; $(BIN)/amlwh query "SELECT * FROM run_durations ORDER BY experiment_name, run_type"
 
+# Two pytest processes (TEST_PROCESSES=1 for one): most integration tests wait on worker
+# processes, the hub and Azurite, so two halve the wall time on 2 cores. A file's tests stay
+# in one process (module fixtures); each process runs its own local hub and Azurite.
+TEST_PROCESSES ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 # Pure code and real files only: no hub, no Azurite, no CLI processes (seconds).
 test-unit: install

@@ -91,6 +91,9 @@ class BlobWarehouse:
                                           match_condition=MatchConditions.IfNotModified).readinto(fh)
             os.replace(temp, path)
         except ResourceModifiedError:
+            # Azurite answers a conditional read of a deleted blob with 412, as for a changed one
+            if not self.client.get_blob_client(self.prefix + name).exists():
+                raise ResourceNotFoundError(f"{name} was deleted since the listing") from None
             raise AssertionError(f"{name} was rewritten in place: warehouse files are immutable") from None
         finally:
             temp.unlink(missing_ok=True)
