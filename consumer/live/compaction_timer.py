@@ -7,7 +7,8 @@ once their grace has passed (the child waits for it). A child rather than a thre
 merge runs off the receive path and out of the worker's memory (DuckDB never loads in the
 worker), and a stop kills it safely (a compaction killed at any step leaves a valid
 warehouse: consumer/maintenance/compaction.py). Several workers on one warehouse take
-turns through the compaction lock; a round that finds it held does nothing.
+turns through the compaction lock; a round that finds it held does nothing, and the next
+interval tries again whether or not the worker committed since.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from consumer.config import CompactionSettings
 from consumer.tuning import child_environment
 
 log = logging.getLogger("amlwh.worker")
+BUSY = b"another compaction of"  # what `amlwh compact` says when it finds the lock held
 
 
 class BackgroundCompaction:
@@ -39,6 +41,7 @@ class BackgroundCompaction:
         self.commits = commits  # how many commits the worker made so far
         self.on_round = on_round  # (seconds, succeeded) of each finished round, for the metrics
         self.rounds = 0
+        self.busy = False  # the last round found another compaction running and did nothing
         self._child: asyncio.subprocess.Process | None = None
         self._stopped = False
 
@@ -48,8 +51,10 @@ class BackgroundCompaction:
             await asyncio.sleep(self.settings.interval_s)
             if self.commits() == seen:
                 continue  # nothing new since the last round
-            seen = self.commits()
+            committed = self.commits()
             await self.run_once()
+            if not self.busy:  # a round that found another running retries next interval:
+                seen = committed  # its files would otherwise wait for this worker's next commit
 
     async def run_once(self) -> int:
         """One `amlwh compact` child, to its end; returns its exit status."""
@@ -71,11 +76,15 @@ class BackgroundCompaction:
         finally:
             child, self._child = self._child, None
         self.rounds += 1
+        self.busy = child.returncode == 0 and BUSY in err
         if self._stopped:
             return child.returncode  # killed by stop(): nothing to report
         if self.on_round is not None:
             self.on_round((mono_us() - started) / 1e6, child.returncode == 0)
-        if child.returncode == 0:
+        if self.busy:
+            log.info("background compaction round %d of %s found another compaction running; "
+                     "trying again in %gs", self.rounds, self.warehouse, s.interval_s)
+        elif child.returncode == 0:
             log.info("background compaction round %d of %s done", self.rounds, self.warehouse)
         else:
             log.warning("background compaction of %s exited %s: %s (the warehouse stays valid; "
