@@ -46,7 +46,7 @@ from pathlib import Path
 from consumer.errors import WarehouseWriteError
 from consumer.maintenance.compaction import CompactionReport, compact
 from consumer.maintenance.retirement import RETIRED_DIR
-from consumer.query.state_views import MANIFEST_GLOB
+from consumer.query.state_views import is_manifest
 from consumer.storage.blob_cache import Snapshot
 from consumer.storage.layout import COMPACTION_DIR, STATE_DIR
 from consumer.storage.remote_writes import UPLOADERS, RemoteWriter
@@ -58,7 +58,6 @@ LOCK_BLOB = f"{COMPACTION_DIR}/lock"
 LEASE_S = 60
 RENEW_EVERY_S = 15.0
 _RECORDS = f"{COMPACTION_DIR}/{RETIRED_DIR}/"
-_MANIFEST_START, _MANIFEST_END = MANIFEST_GLOB.split("*")
 
 
 def compact_remote(writer: RemoteWriter, **options) -> CompactionReport:
@@ -135,11 +134,6 @@ def push(writer: RemoteWriter, root: Path, before: set[str], after: set[str], le
     if created or deleted:
         log.info("compaction of %s: %d file(s) uploaded, %d deleted", writer.remote.where,
                  len(created), len(deleted))
-
-
-def is_manifest(path: str) -> bool:
-    folder, _, name = path.partition("/")
-    return folder == STATE_DIR and name.startswith(_MANIFEST_START) and name.endswith(_MANIFEST_END)
 
 
 def _each(call: Callable[[str], None], paths: list[str]) -> None:

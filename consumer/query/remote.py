@@ -15,13 +15,12 @@ import duckdb
 
 from consumer.query.connection import check_read_only, connect, describe_views, read_warehouse, run_query
 from consumer.query.reads import closure, statement_reads, stored_name
-from consumer.query.state_views import MANIFEST_GLOB, STATE_READS, STATE_VIEWS, read_manifest
+from consumer.query.state_views import STATE_READS, STATE_VIEWS, is_manifest, read_manifest
 from consumer.storage.blob_cache import Snapshot
-from consumer.storage.layout import PROVISIONAL_DIR, STATE_DIR
+from consumer.storage.layout import PROVISIONAL_DIR
 from consumer.storage.remote import RemoteWarehouse
 from consumer.storage.schema import table_ddl
 
-_MANIFEST_START, _MANIFEST_END = MANIFEST_GLOB.split("*")
 
 
 def query_remote(remote: RemoteWarehouse, sql: str) -> tuple[list[str], list[tuple]]:
@@ -59,7 +58,7 @@ def fetch_needed(snapshot: Snapshot, reads: frozenset[str] | None) -> None:
     snapshot.fetch(path for path in snapshot.listed if table_of(path) in tables)
     if not state:
         return
-    manifests = sorted(path for path in snapshot.listed if _is_manifest(path))
+    manifests = sorted(path for path in snapshot.listed if is_manifest(path))
     if manifests:  # the newest only: read_manifest reads no other
         snapshot.fetch(manifests[-1:])
         manifest = read_manifest(snapshot.root)  # None: another release's state, not read
@@ -75,8 +74,3 @@ def table_of(path: str) -> str | None:
         return None
     table = parts[1] if parts[0] == PROVISIONAL_DIR else parts[0]
     return table if table in table_ddl() else None  # _state/<generation>/runs.parquet is not one
-
-
-def _is_manifest(path: str) -> bool:
-    folder, _, name = path.partition("/")
-    return folder == STATE_DIR and name.startswith(_MANIFEST_START) and name.endswith(_MANIFEST_END)

@@ -49,6 +49,7 @@ from consumer.storage.schema import (PARTITION_COLUMN, ddl_columns, read_committ
                                      view_sql)
 
 MANIFEST_GLOB = "manifest-*.json"
+_MANIFEST_START, _MANIFEST_END = MANIFEST_GLOB.split("*")
 STATE_TABLES = ("runs", "run_status_history", "run_metrics", "model_metrics")
 MODEL_TABLES = ("model_registrations", "model_deployments")
 FOLDED_TABLES = ("run_events",) + MODEL_TABLES
@@ -96,6 +97,12 @@ def views_fingerprint() -> str:
     for _, sql in view_sql():
         digest.update(sql.encode())
     return digest.hexdigest()[:16]
+
+
+def is_manifest(path: str) -> bool:
+    """Whether a path relative to the warehouse ("/"-separated) names a state manifest."""
+    folder, _, name = path.partition("/")
+    return folder == STATE_DIR and name.startswith(_MANIFEST_START) and name.endswith(_MANIFEST_END)
 
 
 def manifest_path(root: Path, generation: int) -> Path:
