@@ -202,19 +202,24 @@ class RemoteWarehouse:
             "with room for the tables queried")
 
     def _download(self, file: RemoteFile, out: BinaryIO) -> None:
+        with self._explained():
+            self.download_listed(file, out)
+
+    def download_listed(self, file: RemoteFile, out: BinaryIO) -> None:
+        """Exactly the listed version of a file into `out`: BlobGone if it was deleted or
+        written again since (412), the SDK's own error for anything else (a writer retries
+        the transient ones; a reader's `_download` says them as the operator's)."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         blob = self.client.get_blob_client(self.location.blob_prefix + file.path)
-        with self._explained():
-            try:
-                # exactly the listed version: a name written again since fails with 412
-                blob.download_blob(etag=file.etag, match_condition=MatchConditions.IfNotModified,
-                                   max_concurrency=1).readinto(out)
-            except (ResourceNotFoundError, ResourceModifiedError) as exc:
-                if getattr(exc, "error_code", None) == "ContainerNotFound":
-                    raise
-                raise BlobGone(file.path) from None
+        try:
+            blob.download_blob(etag=file.etag, match_condition=MatchConditions.IfNotModified,
+                               max_concurrency=1).readinto(out)
+        except (ResourceNotFoundError, ResourceModifiedError) as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                raise
+            raise BlobGone(file.path) from None
 
     @contextmanager
     def _explained(self) -> Iterator[None]:

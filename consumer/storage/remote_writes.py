@@ -273,22 +273,8 @@ class RemoteWriter:
     def _keys_of(self, file: RemoteFile) -> np.ndarray:
         cache = self.remote.cache
         if not cache.holds(file):
-            self.patiently(file.path, lambda: cache.store(file, self._download))
+            self.patiently(file.path, lambda: cache.store(file, self.remote.download_listed))
         return pq.read_table(cache.entry(file), columns=["dedupe_key"])["dedupe_key"].to_numpy()
-
-
-    def _download(self, file: RemoteFile, out) -> None:
-        """The listed version of a file into `out`; BlobGone if it was deleted or replaced.
-        (Not RemoteWarehouse's: that one turns every failure into the reader's message.)"""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
-        blob = self.remote.client.get_blob_client(self.remote.location.blob_prefix + file.path)
-        try:
-            blob.download_blob(etag=file.etag, match_condition=MatchConditions.IfNotModified,
-                               max_concurrency=1).readinto(out)
-        except (ResourceNotFoundError, ResourceModifiedError):
-            raise BlobGone(file.path) from None
 
 
 class RemotePublication(Publication):
