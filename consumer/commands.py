@@ -216,8 +216,11 @@ def _compact(settings: Settings, *, quiet: bool, **options) -> int:
     if settings.warehouse.remote:
         from consumer.maintenance.remote_compaction import compact_remote
 
-        with _warehouse(settings) as warehouse:  # its writer, and a work folder of this process
-            report = compact_remote(warehouse.remote_writer, **options)
+        writer = _remote_target(settings).writer()  # the round's snapshot lives in the read cache
+        try:
+            report = compact_remote(writer, **options)
+        finally:
+            writer.close()
     else:
         report = compact(settings.warehouse.local_path, **options)
     if report.busy:

@@ -163,8 +163,8 @@ class Worker:
             compaction = None
             if s.compaction.auto:
                 compaction = BackgroundCompaction(
-                    s.warehouse.path if remote else self.sink.root, s.warehouse.compression, s.compaction,
-                    lambda: self.cycle.commits, self._compaction_round, remote_env(s) if remote else None)
+                    s.warehouse.path, s.warehouse.compression, s.compaction, lambda: self.cycle.commits,
+                    self._compaction_round, remote_env(s) if remote else None)
                 self.background.append(asyncio.create_task(compaction.run_forever()))
             log.info("receiving from %s (consumer group %s)", self.hub, eh.consumer_group)
             stop = asyncio.create_task(self.state.stop_requested.wait())

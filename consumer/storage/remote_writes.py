@@ -82,6 +82,10 @@ class RemoteTarget:
                            connection_verify=self.connection_verify,
                            retries=0)  # RemoteWriter.patiently retries, so patience_s holds
 
+    def writer(self) -> RemoteWriter:
+        """Uploads, deletions and key reads against the warehouse, with this patience."""
+        return RemoteWriter(self.open(), self.patience_s)
+
 
 def is_transient(exc: BaseException) -> bool:
     """A failure worth retrying: the request did not get through or the service was busy."""

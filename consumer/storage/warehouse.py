@@ -29,7 +29,7 @@ from consumer.storage.durable import Publication
 from consumer.storage.key_index import SELF_KEYED, KeyIndex
 from consumer.storage.layout import partition_dir
 from consumer.storage.parquet_files import kept_by_day, write_parts
-from consumer.storage.remote_writes import RemotePublication, RemoteTarget, RemoteWriter, stored_keys_reader
+from consumer.storage.remote_writes import RemotePublication, RemoteTarget, stored_keys_reader
 from consumer.storage.schema import PARTITION_COLUMN
 from transforms.rows import EVENT_TABLES, TABLE_COLUMNS, TableRows
 
@@ -86,7 +86,7 @@ class ParquetWarehouse:
         self._owner_offsets: dict[str, list[int]] = {name: [] for name in EVENT_TABLES}
         self._pending_events = 0
         self._pending_rows = 0
-        self._writer = RemoteWriter(remote.open(), remote.patience_s) if remote is not None else None
+        self._writer = remote.writer() if remote is not None else None
         # what is stored already: the writer skips it
         self.keys = KeyIndex(self.root, None if self._writer is None else stored_keys_reader(self.root, self._writer))
         self._swept: set[Path] = set()  # partition folders cleared of crashed commits' leftovers
@@ -170,11 +170,6 @@ class ParquetWarehouse:
         it cannot be written."""
         if self._writer is not None:
             self._writer.probe(patience_s)
-
-    @property
-    def remote_writer(self) -> RemoteWriter | None:
-        """A remote warehouse's writer (uploads, deletions, retries), for its compaction."""
-        return self._writer
 
     def __enter__(self) -> ParquetWarehouse:
         return self

@@ -100,17 +100,22 @@ def table_files(names) -> dict[str, int]:
 def test_a_round_on_blob_merges_and_folds_as_the_same_round_on_disk(azurite, container, tmp_path):
     local = tmp_path / "local"
     fill(ParquetWarehouse(local, now_us=lambda: INGESTED_US))
-    with ParquetWarehouse(tmp_path / "work", remote=target_for(azurite, container, tmp_path)) as remote:
+    target = target_for(azurite, container, tmp_path)
+    with ParquetWarehouse(tmp_path / "work", remote=target) as remote:
         fill(remote)
-        before = download(container, tmp_path / "before")
-        assert views(tmp_path / "before") == views(local)
+    before = download(container, tmp_path / "before")
+    assert views(tmp_path / "before") == views(local)
+    writer = target.writer()  # as `amlwh compact` makes it: another process, the same cache
+    try:
         # what a writer uploaded is in this machine's read cache already: nothing to download
-        fetched = remote.remote_writer.remote.read(
+        fetched = writer.remote.read(
             lambda snap: (snap.fetch(p for p in snap.listed if p.endswith(".parquet")), snap)[1])
         assert fetched.downloaded == 0 and len(fetched.files_read) == len(before) > 20
         options = dict(now_s=lambda: 2e9, grace_s=0.0, compression="zstd", memory_limit="500MB")
         local_report = compact(local, **options)
-        remote_report = compact_remote(remote.remote_writer, **options)
+        remote_report = compact_remote(writer, **options)
+    finally:
+        writer.close()
 
     assert not remote_report.busy
     assert [(m.table, m.day, m.rows_in, m.rows_out) for m in remote_report.merged] == \
@@ -250,4 +255,5 @@ def test_the_workers_background_round_compacts_a_blob_warehouse(azurite, contain
     assert rounds == [True]
     names = download(container, tmp_path / "after")
     assert set(table_files(names).values()) == {1} and "_state/manifest-000000000001.json" in names
-    assert not any((tmp_path / "scratch").iterdir())  # the child's work folder went with it
+    scratch = tmp_path / "scratch"  # the child stages nothing there: its snapshot is in the cache
+    assert not scratch.exists() or not any(scratch.iterdir())
