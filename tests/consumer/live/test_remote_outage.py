@@ -75,11 +75,23 @@ def proxied(azurite, proxy: TcpProxy) -> str:
     return cs
 
 
+def proxied_worker(tmp_path: Path, hub_cs: str, azurite, checkpoint_container: str, proxy: TcpProxy,
+                   **extra: str) -> tuple[str, dict]:
+    """A new container's name, and the environment of a worker whose warehouse is there
+    through the proxy while its checkpoints go to Azurite directly (the worker makes it)."""
+    container = f"wh{uuid.uuid4().hex[:12]}"
+    return container, worker_env(hub_cs, azurite.connection_string, checkpoint_container,
+                                 f"abfs://{container}/{PREFIX}",
+                                 AMLWH_WAREHOUSE__CONNECTION_STRING=proxied(azurite, proxy),
+                                 AMLWH_WAREHOUSE__CACHE_DIR=str(tmp_path / "cache"),
+                                 AMLWH_WAREHOUSE__WORK_DIR=str(tmp_path / "work"), **extra)
+
+
 class Mirror:
     """The remote warehouse's Parquet blobs, read from Azurite directly and copied into a local
-    folder as they appear (a commit's blobs are never changed or deleted: no compaction on a
-    remote warehouse yet), with what they hold: event ids per table kind, dead-letter
-    coordinates."""
+    folder as they appear (a commit's blobs are never changed, and none is deleted here: no
+    compaction round runs within these tests' default 300 s interval), with what they hold:
+    event ids per table kind, dead-letter coordinates."""
 
     def __init__(self, azurite, container: str, root: Path) -> None:
         self.client = ContainerClient.from_connection_string(azurite.connection_string, container)
@@ -202,11 +214,7 @@ def test_blob_outage_mid_flush_checkpoints_nothing_unstored_and_the_worker_recov
     truth = Truth(work)
     hub = make_hub(PARTITIONS)
     cs = local_hub.connection_string(hub)
-    container = f"wh{uuid.uuid4().hex[:12]}"  # made by the worker, through the proxy
-    env = worker_env(cs, azurite.connection_string, checkpoint_container, f"abfs://{container}/{PREFIX}",
-                     AMLWH_WAREHOUSE__CONNECTION_STRING=proxied(azurite, proxy),
-                     AMLWH_WAREHOUSE__CACHE_DIR=str(tmp_path / "cache"),
-                     AMLWH_WAREHOUSE__WORK_DIR=str(tmp_path / "work"))  # upload patience: the default 300 s
+    container, env = proxied_worker(tmp_path, cs, azurite, checkpoint_container, proxy)  # patience: 300 s
     mirror = Mirror(azurite, container, tmp_path / "mirror")
     prefix = blob_prefix(local_hub, hub)
     log = tmp_path / "worker.log"
@@ -280,12 +288,8 @@ def test_outage_longer_than_patience_stops_the_worker_and_a_restart_completes(
     truth = Truth(work)
     hub = make_hub(PARTITIONS)
     cs = local_hub.connection_string(hub)
-    container = f"wh{uuid.uuid4().hex[:12]}"
-    env = worker_env(cs, azurite.connection_string, checkpoint_container, f"abfs://{container}/{PREFIX}",
-                     AMLWH_WAREHOUSE__CONNECTION_STRING=proxied(azurite, proxy),
-                     AMLWH_WAREHOUSE__CACHE_DIR=str(tmp_path / "cache"),
-                     AMLWH_WAREHOUSE__WORK_DIR=str(tmp_path / "work"),
-                     AMLWH_WAREHOUSE__UPLOAD_PATIENCE_S="3")
+    container, env = proxied_worker(tmp_path, cs, azurite, checkpoint_container, proxy,
+                                    AMLWH_WAREHOUSE__UPLOAD_PATIENCE_S="3")
     mirror = Mirror(azurite, container, tmp_path / "mirror")
     prefix = blob_prefix(local_hub, hub)
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
